@@ -1,0 +1,21 @@
+"""tinylm-hf: build a small language model from scratch, the Hugging Face way.
+
+Importing the package registers TinyLM with the Auto classes, so `AutoConfig` / `AutoModelForCausalLM` load our
+folders with our installed classes and never need `trust_remote_code`.
+"""
+
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from .configuration_tinylm import TinyLMConfig
+from .errors import UserError
+from .modeling_tinylm import TinyLMForCausalLM, TinyLMModel, TinyLMPreTrainedModel
+
+__version__ = "0.1.0"
+
+AutoConfig.register("tinylm", TinyLMConfig, exist_ok=True)
+AutoModelForCausalLM.register(TinyLMConfig, TinyLMForCausalLM, exist_ok=True)
+# save_pretrained() then writes `auto_map` and copies the two code files next to the weights
+TinyLMConfig.register_for_auto_class()
+TinyLMForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+
+__all__ = ["TinyLMConfig", "TinyLMForCausalLM", "TinyLMModel", "TinyLMPreTrainedModel", "UserError", "__version__"]

@@ -1,0 +1,210 @@
+"""Convert TinyLM folders to and from the stock architectures, so any Llama / GPT-2 runtime can load them.
+
+    python -m tinylm_hf.convert --to llama SRC DST     llama family -> LlamaForCausalLM
+    python -m tinylm_hf.convert --to gpt2 SRC DST      gpt family   -> GPT2LMHeadModel
+    python -m tinylm_hf.convert --from SRC DST         either of those -> TinyLMForCausalLM
+
+The conversion is exact (same logits), which makes the stock models our correctness oracle.
+Tokenizer and generation config files are carried over when SRC has them.
+"""
+
+import argparse
+import sys
+
+import torch
+from transformers import (AutoConfig, AutoTokenizer, GenerationConfig, GPT2Config, GPT2LMHeadModel, LlamaConfig,
+                          LlamaForCausalLM, PreTrainedModel)
+
+from .configuration_tinylm import TinyLMConfig
+from .errors import UserError, run_cli
+from .modeling_tinylm import TinyLMForCausalLM
+
+LLAMA_NEEDS = {"position_embedding": "rope", "norm": "rmsnorm", "mlp": "swiglu"}
+GPT2_NEEDS = {"position_embedding": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True}
+SPECIAL_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
+
+def _require(config: TinyLMConfig, needs: dict, target: str) -> None:
+    wrong = [f"{k}={getattr(config, k)!r} (needs {v!r})" for k, v in needs.items() if getattr(config, k) != v]
+    if target == "gpt2" and config.num_key_value_heads != config.num_attention_heads:
+        wrong.append("num_key_value_heads != num_attention_heads (GPT-2 has no grouped-query attention)")
+    if target == "gpt2" and not config.tie_word_embeddings:
+        wrong.append("tie_word_embeddings=False (GPT2LMHeadModel always ties)")
+    if wrong:
+        raise UserError(f"this model cannot become {target}: {'; '.join(wrong)}")
+
+
+def _ids(config) -> dict:
+    return {k: getattr(config, k, None) for k in SPECIAL_IDS}
+
+
+# ---- llama family <-> LlamaForCausalLM -------------------------------------------------------------------------
+
+def to_llama(model: TinyLMForCausalLM) -> LlamaForCausalLM:
+    c = model.config
+    _require(c, LLAMA_NEEDS, "llama")
+    config = LlamaConfig(
+        vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+        num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
+        rms_norm_eps=c.norm_eps, tie_word_embeddings=c.tie_word_embeddings, attention_bias=bool(c.bias),
+        mlp_bias=bool(c.bias), attention_dropout=c.dropout, hidden_act="silu",
+        rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta}, **_ids(c),
+    )
+    ours = model.state_dict()
+    q_k_v = [c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.num_key_value_heads * c.head_dim]
+    theirs = {"model.embed_tokens.weight": ours["model.embed_tokens.weight"],
+              "model.norm.weight": ours["model.norm.weight"]}
+    if not c.tie_word_embeddings:
+        theirs["lm_head.weight"] = ours["lm_head.weight"]
+    for i in range(c.num_hidden_layers):
+        a, b = f"model.layers.{i}.", f"model.layers.{i}."
+        theirs[b + "input_layernorm.weight"] = ours[a + "attn_norm.weight"]
+        theirs[b + "post_attention_layernorm.weight"] = ours[a + "mlp_norm.weight"]
+        for kind in ("weight", "bias") if c.bias else ("weight",):
+            q, k, v = ours[a + f"attn.qkv_proj.{kind}"].split(q_k_v, dim=0)
+            theirs.update({b + f"self_attn.q_proj.{kind}": q, b + f"self_attn.k_proj.{kind}": k,
+                           b + f"self_attn.v_proj.{kind}": v})
+            gate, up = ours[a + f"mlp.up_proj.{kind}"].chunk(2, dim=0)
+            theirs.update({b + f"mlp.gate_proj.{kind}": gate, b + f"mlp.up_proj.{kind}": up})
+            theirs[b + f"self_attn.o_proj.{kind}"] = ours[a + f"attn.o_proj.{kind}"]
+            theirs[b + f"mlp.down_proj.{kind}"] = ours[a + f"mlp.down_proj.{kind}"]
+    return _build(LlamaForCausalLM, config, theirs)
+
+
+def from_llama(model: LlamaForCausalLM) -> TinyLMForCausalLM:
+    c = model.config
+    theta = (c.rope_parameters or {}).get("rope_theta", 10000.0)
+    if (c.rope_parameters or {}).get("rope_type", "default") != "default" or c.hidden_act != "silu":
+        raise UserError("only Llama models with default RoPE and SiLU can be imported")
+    if c.attention_bias != c.mlp_bias:
+        raise UserError("attention_bias and mlp_bias differ: TinyLM has one `bias` switch for both")
+    config = TinyLMConfig(
+        family="llama", vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+        num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
+        norm_eps=c.rms_norm_eps, tie_word_embeddings=c.tie_word_embeddings, bias=c.attention_bias,
+        rope_theta=theta, dropout=float(c.attention_dropout), **_ids(c),
+    )
+    theirs = model.state_dict()
+    ours = {"model.embed_tokens.weight": theirs["model.embed_tokens.weight"],
+            "model.norm.weight": theirs["model.norm.weight"]}
+    if not c.tie_word_embeddings:
+        ours["lm_head.weight"] = theirs["lm_head.weight"]
+    for i in range(c.num_hidden_layers):
+        a = b = f"model.layers.{i}."
+        ours[a + "attn_norm.weight"] = theirs[b + "input_layernorm.weight"]
+        ours[a + "mlp_norm.weight"] = theirs[b + "post_attention_layernorm.weight"]
+        for kind in ("weight", "bias") if c.attention_bias else ("weight",):
+            ours[a + f"attn.qkv_proj.{kind}"] = torch.cat([theirs[b + f"self_attn.{p}_proj.{kind}"] for p in "qkv"])
+            ours[a + f"mlp.up_proj.{kind}"] = torch.cat([theirs[b + f"mlp.{p}_proj.{kind}"] for p in ("gate", "up")])
+            ours[a + f"attn.o_proj.{kind}"] = theirs[b + f"self_attn.o_proj.{kind}"]
+            ours[a + f"mlp.down_proj.{kind}"] = theirs[b + f"mlp.down_proj.{kind}"]
+    return _build(TinyLMForCausalLM, config, ours)
+
+
+# ---- gpt family <-> GPT2LMHeadModel (GPT-2 stores its linear weights transposed: Conv1D is (in, out)) ------------
+
+def to_gpt2(model: TinyLMForCausalLM) -> GPT2LMHeadModel:
+    c = model.config
+    _require(c, GPT2_NEEDS, "gpt2")
+    config = GPT2Config(
+        vocab_size=c.vocab_size, n_positions=c.max_position_embeddings, n_embd=c.hidden_size,
+        n_layer=c.num_hidden_layers, n_head=c.num_attention_heads, n_inner=c.intermediate_size,
+        activation_function="gelu", layer_norm_epsilon=c.norm_eps, resid_pdrop=c.dropout, embd_pdrop=c.dropout,
+        attn_pdrop=c.dropout, tie_word_embeddings=True, **_ids(c),
+    )
+    ours = model.state_dict()
+    theirs = {"transformer.wte.weight": ours["model.embed_tokens.weight"],
+              "transformer.wpe.weight": ours["model.embed_positions.weight"],
+              "transformer.ln_f.weight": ours["model.norm.weight"], "transformer.ln_f.bias": ours["model.norm.bias"]}
+    for i in range(c.num_hidden_layers):
+        a, b = f"model.layers.{i}.", f"transformer.h.{i}."
+        for ours_name, their_name in GPT2_LAYER_NAMES:
+            theirs[b + their_name + ".bias"] = ours[a + ours_name + ".bias"]
+            weight = ours[a + ours_name + ".weight"]
+            theirs[b + their_name + ".weight"] = weight if "ln_" in their_name else weight.t().contiguous()
+    return _build(GPT2LMHeadModel, config, theirs)
+
+
+GPT2_LAYER_NAMES = [("attn_norm", "ln_1"), ("attn.qkv_proj", "attn.c_attn"), ("attn.o_proj", "attn.c_proj"),
+                    ("mlp_norm", "ln_2"), ("mlp.up_proj", "mlp.c_fc"), ("mlp.down_proj", "mlp.c_proj")]
+
+
+def from_gpt2(model: GPT2LMHeadModel) -> TinyLMForCausalLM:
+    c = model.config
+    if c.activation_function not in ("gelu", "gelu_new", "gelu_pytorch_tanh"):
+        raise UserError(f"activation_function={c.activation_function!r}: only GELU GPT-2 models can be imported")
+    if c.activation_function != "gelu":
+        print(f"warning: {c.activation_function} (tanh GELU) becomes exact GELU: logits differ slightly",
+              file=sys.stderr)
+    config = TinyLMConfig(
+        family="gpt", vocab_size=c.vocab_size, hidden_size=c.n_embd, num_hidden_layers=c.n_layer,
+        num_attention_heads=c.n_head, intermediate_size=c.n_inner or 4 * c.n_embd,
+        max_position_embeddings=c.n_positions, norm_eps=c.layer_norm_epsilon, dropout=c.resid_pdrop, **_ids(c),
+    )
+    theirs = model.state_dict()
+    ours = {"model.embed_tokens.weight": theirs["transformer.wte.weight"],
+            "model.embed_positions.weight": theirs["transformer.wpe.weight"],
+            "model.norm.weight": theirs["transformer.ln_f.weight"], "model.norm.bias": theirs["transformer.ln_f.bias"]}
+    for i in range(c.n_layer):
+        a, b = f"model.layers.{i}.", f"transformer.h.{i}."
+        for ours_name, their_name in GPT2_LAYER_NAMES:
+            ours[a + ours_name + ".bias"] = theirs[b + their_name + ".bias"]
+            weight = theirs[b + their_name + ".weight"]
+            ours[a + ours_name + ".weight"] = weight if "ln_" in their_name else weight.t().contiguous()
+    return _build(TinyLMForCausalLM, config, ours)
+
+
+def _build(cls: type[PreTrainedModel], config, state_dict: dict) -> PreTrainedModel:
+    model = cls(config)
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    tied = set(model.all_tied_weights_keys) if config.tie_word_embeddings else set()
+    missing = [k for k in missing if k not in tied]
+    if missing or unexpected:
+        raise RuntimeError(f"conversion bug: missing {missing}, unexpected {unexpected}")
+    return model.eval()
+
+
+CONVERTERS = {"llama": to_llama, "gpt2": to_gpt2}
+IMPORTERS = {"llama": (LlamaForCausalLM, from_llama), "gpt2": (GPT2LMHeadModel, from_gpt2)}
+
+
+def convert_folder(src: str, dst: str, to: str | None = None) -> str:
+    """Convert the model folder `src` into `dst`: to a stock architecture (`to`), or back to TinyLM (to=None)."""
+    config = AutoConfig.from_pretrained(src)
+    if to is not None:
+        if config.model_type != "tinylm":
+            raise UserError(f"{src} holds a {config.model_type!r} model, not tinylm: use --from to import it")
+        converted = CONVERTERS[to](TinyLMForCausalLM.from_pretrained(src))
+    else:
+        if config.model_type not in IMPORTERS:
+            raise UserError(f"{src} holds a {config.model_type!r} model: only {', '.join(IMPORTERS)} can be imported")
+        cls, importer = IMPORTERS[config.model_type]
+        converted = importer(cls.from_pretrained(src))
+    converted.save_pretrained(dst)
+    try:
+        GenerationConfig.from_pretrained(src).save_pretrained(dst)
+    except OSError:
+        pass  # no generation_config.json in src
+    try:
+        AutoTokenizer.from_pretrained(src).save_pretrained(dst)
+    except (OSError, ValueError):
+        print(f"note: no tokenizer in {src}; {dst} holds the model only", file=sys.stderr)
+    return dst
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tinylm_hf.convert", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    way = parser.add_mutually_exclusive_group(required=True)
+    way.add_argument("--to", choices=sorted(CONVERTERS), help="convert a TinyLM folder to this stock architecture")
+    way.add_argument("--from", dest="import_", action="store_true", help="import a Llama or GPT-2 folder into TinyLM")
+    parser.add_argument("src", help="model folder to read")
+    parser.add_argument("dst", help="folder to write")
+    args = parser.parse_args(argv)
+    print(f"wrote {convert_folder(args.src, args.dst, args.to)}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,29 @@
+"""One error type for user mistakes, and the script edge that turns it into one line and exit code 2."""
+
+import sys
+from collections.abc import Callable
+
+
+class UserError(Exception):
+    """A mistake the user can fix: the message names the problem and the fix, in one line."""
+
+
+def run_cli(main: Callable[[list[str]], object], argv: list[str] | None = None) -> None:
+    """Run a script's main(argv). A UserError (or a bad argument) ends with one line on stderr and exit code 2;
+    `--debug` anywhere in argv shows the full traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    try:
+        main(argv)
+    except (UserError, FileNotFoundError, ValueError) as err:
+        if debug:
+            raise
+        name = "error" if isinstance(err, UserError) else type(err).__name__
+        message = " ".join(str(err).split()) or repr(err)
+        print(f"{name}: {message} (run with --debug for the traceback)", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,66 @@
+"""Named model shapes. `python -m tinylm_hf.presets` prints them as a table with their parameter counts.
+
+The vocabulary size shown is the preset's default; a training run uses its tokenizer's size instead.
+"""
+
+from .configuration_tinylm import TinyLMConfig
+from .errors import UserError
+
+#  name:               family,   vocab,  hidden, layers, heads, kv heads, context, where the shape comes from
+PRESETS: dict[str, dict] = {
+    "debug":           dict(family="gpt",   vocab_size=512,   hidden_size=32,  num_hidden_layers=2,  num_attention_heads=4,  num_key_value_heads=4,  max_position_embeddings=128,  note="tests"),
+    "debug-llama":     dict(family="llama", vocab_size=512,   hidden_size=32,  num_hidden_layers=2,  num_attention_heads=4,  num_key_value_heads=2,  max_position_embeddings=128,  note="tests (grouped-query attention)"),
+    "quickstart":      dict(family="llama", vocab_size=4096,  hidden_size=128, num_hidden_layers=4,  num_attention_heads=4,  num_key_value_heads=4,  max_position_embeddings=256,  note="trains on a 2-core CPU in minutes"),
+    "tinystories-1m":  dict(family="gpt",   vocab_size=4096,  hidden_size=64,  num_hidden_layers=8,  num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=512,  note="TinyStories paper (GPT-Neo 1M shape)"),
+    "tinystories-3m":  dict(family="gpt",   vocab_size=4096,  hidden_size=128, num_hidden_layers=8,  num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=512,  note="TinyStories paper (GPT-Neo 3M shape)"),
+    "tinystories-8m":  dict(family="gpt",   vocab_size=4096,  hidden_size=256, num_hidden_layers=8,  num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=512,  note="TinyStories paper (GPT-Neo 8M shape)"),
+    "tinystories-28m": dict(family="gpt",   vocab_size=4096,  hidden_size=512, num_hidden_layers=8,  num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=512,  note="TinyStories paper (GPT-Neo 28M shape)"),
+    "tinystories-33m": dict(family="gpt",   vocab_size=4096,  hidden_size=768, num_hidden_layers=4,  num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=512,  note="TinyStories paper (GPT-Neo 33M shape)"),
+    "stories260k":     dict(family="llama", vocab_size=512,   hidden_size=64,  num_hidden_layers=5,  num_attention_heads=8,  num_key_value_heads=4,  max_position_embeddings=512,  note="llama2.c"),
+    "stories15m":      dict(family="llama", vocab_size=32000, hidden_size=288, num_hidden_layers=6,  num_attention_heads=6,  num_key_value_heads=6,  max_position_embeddings=256,  note="llama2.c"),
+    "stories42m":      dict(family="llama", vocab_size=32000, hidden_size=512, num_hidden_layers=8,  num_attention_heads=8,  num_key_value_heads=8,  max_position_embeddings=1024, note="llama2.c"),
+    "stories110m":     dict(family="llama", vocab_size=32000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=12, max_position_embeddings=1024, note="llama2.c"),
+}  # fmt: skip
+
+
+def get_preset(name: str, **overrides) -> TinyLMConfig:
+    """The config of a named preset, with any config field overridden (e.g. vocab_size from the tokenizer)."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    fields = {k: v for k, v in PRESETS[name].items() if k != "note"}
+    return TinyLMConfig(**{**fields, **overrides})
+
+
+def count_parameters(config: TinyLMConfig) -> int:
+    """The number of distinct parameters of TinyLMForCausalLM(config), from the shape alone (tied weights once)."""
+    C, I, V = config.hidden_size, config.intermediate_size, config.vocab_size
+    qkv_width = (config.num_attention_heads + 2 * config.num_key_value_heads) * config.head_dim
+    bias = 1 if config.bias else 0
+    norm = C * (2 if config.norm == "layernorm" and config.bias else 1)
+    mlp_in = 2 * I if config.mlp == "swiglu" else I
+    attention = C * qkv_width + bias * qkv_width + C * C + bias * C
+    mlp = C * mlp_in + bias * mlp_in + I * C + bias * C
+    layer = 2 * norm + attention + mlp
+    positions = config.max_position_embeddings * C if config.position_embedding == "learned" else 0
+    head = 0 if config.tie_word_embeddings else V * C
+    return V * C + positions + config.num_hidden_layers * layer + norm + head
+
+
+def format_count(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
+
+
+def table() -> str:
+    header = ("preset", "family", "params", "vocab", "hidden", "layers", "heads", "kv", "mlp", "context", "shape of")
+    rows = [header]
+    for name, spec in PRESETS.items():
+        c = get_preset(name)
+        rows.append((name, c.family, format_count(count_parameters(c)), c.vocab_size, c.hidden_size,
+                     c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, c.intermediate_size,
+                     c.max_position_embeddings, spec["note"]))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
+
+
+if __name__ == "__main__":
+    print(table())
