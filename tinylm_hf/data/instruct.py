@@ -1,0 +1,220 @@
+"""Instruction data: TinyStories-Instruct records, records derived from plain stories, generic chat data sets,
+all turned into `messages` and then into token ids whose labels are -100 everywhere but the response.
+
+A TinyStories-Instruct record (one per `<|endoftext|>`; header lines in any order, any subset):
+
+    Features: Dialogue, BadEnding
+    Words: quit, oak, gloomy
+    Summary: Sara and Ben were playing in the park, ...
+    Random sentence: The wind was cold.
+    Story:
+
+    Sara and Ben were playing in the park. ...
+"""
+
+import random
+import re
+
+from datasets import Dataset, DatasetDict
+
+from ..errors import UserError
+from . import sources
+
+HEADER_FIELDS = {"features": "Features", "words": "Words", "summary": "Summary", "random_sentence": "Random sentence"}
+LIST_FIELDS = ("features", "words")
+SHAPES = ("messages: a list of {role, content}", "prompt + response", "instruction (+ input) + output",
+          "text in TinyStories-Instruct format", "text: plain stories (records are derived)")
+STOPWORDS = set("""a an the and or but so of to in on at by for with from into onto over under up down out off
+about as is was were be been being am are it its it's he she they them their his her him we us our you your i me
+my this that these those there then than when what who whom which while where why how very too not no yes all
+any some one two had has have do did does said says say just can could would should will shall may might must
+once upon time day""".split())
+
+
+def parse_record(document: str) -> dict | None:
+    """One TinyStories-Instruct record from its text; None if it has no `Story:` line."""
+    record = {"features": [], "words": [], "summary": "", "random_sentence": "", "story": ""}
+    lines = document.split("\n")
+    names = {label.lower(): key for key, label in HEADER_FIELDS.items()}
+    for i, line in enumerate(lines):
+        label, sep, value = line.partition(":")
+        label = label.strip().lower()
+        if sep and label == "story":
+            record["story"] = "\n".join([value.strip()] + lines[i + 1:]).strip()
+            return record
+        if sep and label in names:
+            key = names[label]
+            value = value.strip()
+            record[key] = [v.strip() for v in value.split(",") if v.strip()] if key in LIST_FIELDS else value
+    return None
+
+
+def read_instruct_documents(documents) -> list[dict]:
+    return [r for r in map(parse_record, documents) if r is not None and r["story"]]
+
+
+def derive_record(story: str, rng: random.Random, n_words: int = 3) -> dict:
+    """A TinyStories-Instruct style record for a plain story: Words drawn from it, a Random sentence from it,
+    and the Dialogue feature when it has quoted speech."""
+    candidates = sorted({w.lower() for w in re.findall(r"[A-Za-z]+", story)
+                         if len(w) > 2 and w.lower() not in STOPWORDS and not w[0].isupper()})
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", story) if len(s.split()) > 2]
+    return {"features": ["Dialogue"] if re.search(r"[\"“”]", story) else [],
+            "words": rng.sample(candidates, min(n_words, len(candidates))),
+            "summary": "", "random_sentence": rng.choice(sentences) if sentences else "", "story": story}
+
+
+def prompt_text(record: dict) -> str:
+    """The user turn of a record: one line per header field it has, in a fixed order."""
+    lines = ["Write a story."]
+    for key, label in HEADER_FIELDS.items():
+        value = record.get(key)
+        if value:
+            lines.append(f"{label}: {', '.join(value) if key in LIST_FIELDS else value}")
+    return "\n".join(lines)
+
+
+def record_messages(record: dict) -> list[dict]:
+    return [{"role": "user", "content": prompt_text(record)}, {"role": "assistant", "content": record["story"]}]
+
+
+def drop_fields(record: dict, rng: random.Random, keep_words: float = 0.9) -> dict:
+    """A random subset of the header fields, as TinyStories-Instruct has (Words kept most of the time)."""
+    out = dict(record)
+    for key in HEADER_FIELDS:
+        if rng.random() > (keep_words if key == "words" else 0.5):
+            out[key] = [] if key in LIST_FIELDS else ""
+    return out
+
+
+# ---- generic data sets ----------------------------------------------------------------------------------------
+
+def _check_str(value, what: str, row: int) -> str:
+    if not isinstance(value, str):
+        raise UserError(f"row {row}: {what} must be text, got {type(value).__name__}")
+    return value
+
+
+def row_messages(row: dict, row_index: int) -> list[dict]:
+    """The chat of one row of a generic data set, in whichever accepted shape it comes."""
+    if "messages" in row:
+        messages = row["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise UserError(f"row {row_index}: messages must be a non-empty list of {{role, content}}")
+        out = []
+        for m in messages:
+            if not isinstance(m, dict) or "role" not in m or "content" not in m:
+                raise UserError(f"row {row_index}: each message needs 'role' and 'content', got {m!r:.80}")
+            if m["role"] not in ("system", "user", "assistant"):
+                raise UserError(f"row {row_index}: unknown role {m['role']!r} (use system, user or assistant)")
+            out.append({"role": m["role"], "content": _check_str(m["content"], "message content", row_index)})
+        if out[-1]["role"] != "assistant":
+            raise UserError(f"row {row_index}: the last message must be the assistant's (the response to learn)")
+        return out
+    if "prompt" in row and "response" in row:
+        prompt, response = row["prompt"], row["response"]
+    elif "instruction" in row and "output" in row:
+        prompt = _check_str(row["instruction"], "instruction", row_index)
+        if row.get("input"):
+            prompt = f"{prompt}\n\n{_check_str(row['input'], 'input', row_index)}"
+        response = row["output"]
+    else:
+        raise UserError(f"unknown data shape (columns: {', '.join(row)}): accepted shapes are {'; '.join(SHAPES)}")
+    return [{"role": "user", "content": _check_str(prompt, "prompt", row_index)},
+            {"role": "assistant", "content": _check_str(response, "response", row_index)}]
+
+
+def to_chat_dataset(ds: Dataset, rng: random.Random, derive: bool | None = None) -> Dataset:
+    """Any accepted shape -> a Dataset with one `messages` column."""
+    columns = set(ds.column_names)
+    if columns & {"messages", "prompt", "instruction"}:
+        rows = [row_messages(row, i) for i, row in enumerate(ds)]
+    elif "text" in columns:
+        texts = ds["text"]
+        records = read_instruct_documents(texts)
+        if records and not derive:
+            rows = [record_messages(r) for r in records]
+        else:  # a plain story corpus: derive the header from each story
+            rows = [record_messages(drop_fields(derive_record(t, rng), rng)) for t in texts if t.strip()]
+    else:
+        raise UserError(f"unknown data shape (columns: {', '.join(sorted(columns))}): "
+                        f"accepted shapes are {'; '.join(SHAPES)}")
+    for i, messages in enumerate(rows):
+        if not messages[-1]["content"].strip():
+            raise UserError(f"row {i}: the response is empty: remove the row or fill it in")
+    return Dataset.from_dict({"messages": rows})
+
+
+def embedded_chat(n_train: int, seed: int) -> DatasetDict:
+    """Instruction records from the embedded corpus, with random header subsets (Words kept 90% of the time)."""
+    corpus = sources.embedded_dataset(n_train, seed)
+    out = {}
+    for split, ds in corpus.items():
+        rng = random.Random(f"{seed}-{split}")
+        rows = [record_messages(drop_fields({**row, "story": row["text"]}, rng)) for row in ds]
+        out[split] = Dataset.from_dict({"messages": rows})
+    return DatasetDict(out)
+
+
+def load_chat(dataset: str | None, data_files=None, validation_files=None, revision: str | None = None,
+              derive: bool | None = None, max_train_samples: int | None = None, max_eval_samples: int | None = None,
+              validation_split_percentage: float = 5.0, seed: int = 42, embedded_stories: int = 20_000
+              ) -> DatasetDict:
+    """`train` and `validation` splits of chats (`messages`), from any instruction source."""
+    if dataset in (None, "", "embedded"):
+        splits = embedded_chat(embedded_stories, seed)
+    else:
+        raw = sources.load_raw(dataset, data_files, validation_files, revision=revision)
+        raw = DatasetDict({k: sources._regroup(v) if sources._is_line_rows(v) else v for k, v in raw.items()})
+        raw = sources._with_validation(raw, validation_split_percentage, seed, max_eval_samples)
+        rng = random.Random(seed)
+        splits = DatasetDict({k: to_chat_dataset(v, rng, derive) for k, v in raw.items()})
+    splits = DatasetDict({"train": sources._limit(splits["train"], max_train_samples),
+                          "validation": sources._limit(splits["validation"], max_eval_samples)})
+    if len(splits["train"]) == 0:
+        raise UserError(f"no usable examples in {dataset}")
+    return splits
+
+
+# ---- tokenization with response-only labels -------------------------------------------------------------------
+
+def encode_chat(messages: list[dict], tokenizer, max_length: int) -> dict | None:
+    """Token ids of a chat through the tokenizer's chat template, labels -100 except the assistant's tokens.
+
+    A chat longer than `max_length` keeps its start and is cut at the end; if that leaves no response token
+    (the prompt alone fills the context), the example is dropped (None) rather than trained with no target.
+    """
+    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    ids, mask = out["input_ids"][:max_length], out["assistant_masks"][:max_length]
+    labels = [t if m else -100 for t, m in zip(ids, mask)]
+    if all(label == -100 for label in labels):
+        return None
+    return {"input_ids": ids, "labels": labels}
+
+
+def _encode_batch(batch, tokenizer, max_length):
+    out = {"input_ids": [], "labels": []}
+    for messages in batch["messages"]:
+        example = encode_chat(messages, tokenizer, max_length)
+        if example is not None:
+            out["input_ids"].append(example["input_ids"])
+            out["labels"].append(example["labels"])
+    return out
+
+
+def encode_chats(splits: DatasetDict, tokenizer, max_length: int, num_proc: int | None = None, log=print
+                 ) -> DatasetDict:
+    encoded = DatasetDict({
+        split: ds.map(_encode_batch, batched=True, remove_columns=ds.column_names, desc=f"encoding {split}",
+                      fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
+                      num_proc=num_proc if num_proc and len(ds) > 5000 else None)
+        for split, ds in splits.items()})
+    for split, ds in splits.items():
+        dropped = len(ds) - len(encoded[split])
+        if dropped:
+            log(f"{split}: dropped {dropped} of {len(ds)} examples whose prompt fills the whole context "
+                f"({max_length} tokens)")
+    if len(encoded["train"]) == 0:
+        raise UserError(f"every training prompt is longer than the context ({max_length} tokens): "
+                        f"shorten the prompts or raise --block_size")
+    return encoded
