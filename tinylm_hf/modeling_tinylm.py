@@ -44,9 +44,11 @@ class TinyLMRotaryEmbedding(nn.Module):
 
     def __init__(self, config: TinyLMConfig):
         super().__init__()
-        dim = config.head_dim
-        inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))  # (D/2,)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.dim, self.theta = config.head_dim, config.rope_theta
+        self.register_buffer("inv_freq", self.frequencies(), persistent=False)
+
+    def frequencies(self) -> torch.Tensor:
+        return 1.0 / (self.theta ** (torch.arange(0, self.dim, 2, dtype=torch.float) / self.dim))  # (D/2,)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,6 +183,8 @@ class TinyLMPreTrainedModel(PreTrainedModel):
         """Normal(0, initializer_range) everywhere (the base class), then GPT-2's scaled init: the projections
         that write into the residual stream get std / sqrt(2 * layers), so the stream's variance stays put."""
         super()._init_weights(module)
+        if isinstance(module, TinyLMRotaryEmbedding):  # a buffer, not saved: from_pretrained needs it rebuilt
+            init.copy_(module.inv_freq, module.frequencies())
         if getattr(module, "writes_to_residual", False):
             std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
             init.normal_(module.weight, mean=0.0, std=std)

@@ -1,0 +1,237 @@
+"""The model: causality, KV cache, padding, conversion oracle, remote code, presets, learning, sampling."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+import tinylm_hf
+from tinylm_hf import TinyLMConfig, TinyLMForCausalLM
+from tinylm_hf.convert import from_gpt2, from_llama, to_gpt2, to_llama
+from tinylm_hf.presets import PRESETS, count_parameters, get_preset, table
+
+from .conftest import run_script
+
+FAMILIES = {
+    "gpt": dict(family="gpt", vocab_size=97, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=64, eos_token_id=1, pad_token_id=2),
+    "llama": dict(family="llama", vocab_size=97, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=64, eos_token_id=1, pad_token_id=2),
+}
+
+
+def make(family: str, **kw) -> TinyLMForCausalLM:
+    torch.manual_seed(0)
+    model = TinyLMForCausalLM(TinyLMConfig(**{**FAMILIES[family], **kw})).eval()
+    with torch.no_grad():  # make the weights matter: the default init leaves logits nearly flat
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_causal_changing_a_token_never_changes_earlier_logits(family, attn):
+    model = make(family)
+    model.config._attn_implementation = attn
+    x = torch.randint(3, 97, (2, 20))
+    y = x.clone()
+    y[:, 12] = (y[:, 12] + 1) % 97
+    with torch.no_grad():
+        a, b = model(x).logits, model(y).logits
+    assert torch.allclose(a[:, :12], b[:, :12], atol=1e-6)
+    assert not torch.allclose(a[:, 12:], b[:, 12:], atol=1e-3)  # ...and does change it from t on
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cached_decoding_equals_full_forward(family):
+    model = make(family)
+    x = torch.randint(3, 97, (2, 24))
+    with torch.no_grad():
+        full = model(x, use_cache=False).logits
+        out = model(x[:, :10], use_cache=True)
+        steps = [out.logits]
+        cache = out.past_key_values
+        for t in range(10, 24):
+            out = model(x[:, t:t + 1], past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            steps.append(out.logits)
+    assert (torch.cat(steps, 1) - full).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_greedy_generate_same_with_and_without_cache(family):
+    model = make(family)
+    x = torch.randint(3, 97, (1, 6))
+    a = model.generate(x, max_new_tokens=20, do_sample=False, use_cache=True, eos_token_id=None)
+    b = model.generate(x, max_new_tokens=20, do_sample=False, use_cache=False, eos_token_id=None)
+    assert a.shape == (1, 26) and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_left_padded_batch_matches_each_prompt_alone(family):
+    model = make(family)
+    prompts = [torch.randint(3, 97, (n,)) for n in (4, 9, 7)]
+    width = max(len(p) for p in prompts)
+    ids = torch.full((3, width), 2)
+    mask = torch.zeros((3, width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):], mask[i, width - len(p):] = p, 1
+    batch = model.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=False, eos_token_id=None)
+    for i, p in enumerate(prompts):
+        alone = model.generate(p[None], max_new_tokens=12, do_sample=False, eos_token_id=None)
+        assert torch.equal(batch[i, width:], alone[0, len(p):])
+
+
+@pytest.mark.parametrize("family,to,back", [("gpt", to_gpt2, from_gpt2), ("llama", to_llama, from_llama)])
+def test_logits_equal_stock_model_and_round_trip_is_exact(family, to, back):
+    model = make(family, **({"num_key_value_heads": 4} if family == "gpt" else {}))
+    stock = to(model)
+    assert type(stock).__name__ == {"gpt": "GPT2LMHeadModel", "llama": "LlamaForCausalLM"}[family]
+    x = torch.randint(3, 97, (2, 30))
+    with torch.no_grad():
+        assert (model(x).logits - stock(x).logits).abs().max() < 1e-4
+        restored = back(stock)
+        ours, theirs = model.state_dict(), restored.state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+        assert torch.equal(model(x).logits, restored(x).logits)
+
+
+def test_convert_refuses_the_wrong_family():
+    with pytest.raises(tinylm_hf.UserError, match="position_embedding"):
+        to_llama(make("gpt"))
+
+
+def test_convert_cli_both_ways(tmp_path):
+    model = make("llama")
+    model.save_pretrained(tmp_path / "ours")
+    run_script("-m", "tinylm_hf.convert", "--to", "llama", tmp_path / "ours", tmp_path / "llama", check=True)
+    assert json.loads((tmp_path / "llama" / "config.json").read_text())["model_type"] == "llama"
+    run_script("-m", "tinylm_hf.convert", "--from", tmp_path / "llama", tmp_path / "back", check=True)
+    back = AutoModelForCausalLM.from_pretrained(tmp_path / "back")
+    x = torch.randint(3, 97, (1, 10))
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, back(x).logits)
+
+
+LOAD_AND_PRINT = """
+import sys, json, torch
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code={trust})
+x = torch.tensor([[5, 9, 11, 40, 3, 7]])
+with torch.no_grad():
+    logits = model(x).logits
+print(json.dumps({{"class": type(model).__module__, "logits": logits.flatten()[:50].tolist(),
+                  "tinylm_imported": "tinylm_hf" in sys.modules}}))
+"""
+
+
+def test_saved_folder_loads_with_remote_code_in_a_process_without_the_package(tmp_path):
+    model = make("llama")
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"] == {"AutoConfig": "configuration_tinylm.TinyLMConfig",
+                                  "AutoModelForCausalLM": "modeling_tinylm.TinyLMForCausalLM"}
+    assert (tmp_path / "modeling_tinylm.py").exists() and (tmp_path / "configuration_tinylm.py").exists()
+    assert (tmp_path / "model.safetensors").exists()
+    # a fresh process that never imports tinylm_hf, from a folder where the package is not importable
+    proc = run_script("-c", LOAD_AND_PRINT.format(trust=True), tmp_path, check=True, cwd=tmp_path,
+                      env={"PYTHONPATH": ""})
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not out["tinylm_imported"] and "tinylm_hf" not in out["class"]
+    with torch.no_grad():
+        expected = model(torch.tensor([[5, 9, 11, 40, 3, 7]])).logits.flatten()[:50]
+    assert torch.allclose(torch.tensor(out["logits"]), expected, atol=1e-5)
+
+
+def test_after_import_loading_needs_no_remote_code(tmp_path):
+    model = make("gpt")
+    model.save_pretrained(tmp_path)
+    # plant code that would fail if the repository's code were executed
+    (tmp_path / "modeling_tinylm.py").write_text("raise RuntimeError('remote code was executed')\n")
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert type(loaded) is TinyLMForCausalLM
+    x = torch.randint(3, 97, (1, 8))
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, loaded(x).logits)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_each_preset_builds_and_matches_the_table(name):
+    config = get_preset(name)
+    with torch.device("meta"):
+        model = TinyLMForCausalLM(config)
+    n = sum(p.numel() for p in model.parameters())  # tied weights are one parameter
+    assert n == count_parameters(config)
+    assert name in table()
+
+
+def test_presets_cli_prints_the_table():
+    proc = run_script("-m", "tinylm_hf.presets", check=True)
+    assert "quickstart" in proc.stdout and "stories110m" in proc.stdout and "109.53M" in proc.stdout
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(tinylm_hf.UserError, match="quickstart"):
+        get_preset("nope")
+
+
+@pytest.mark.parametrize("kw,names", [
+    ({"hidden_size": 50, "num_attention_heads": 4}, ["hidden_size", "num_attention_heads"]),
+    ({"num_attention_heads": 4, "num_key_value_heads": 3}, ["num_attention_heads", "num_key_value_heads"]),
+    ({"norm": "batchnorm"}, ["norm"]),
+    ({"eos_token_id": 5000}, ["eos_token_id", "vocab_size"]),
+])
+def test_impossible_shapes_raise_naming_the_fields(kw, names):
+    with pytest.raises(ValueError) as err:
+        TinyLMConfig(**{"hidden_size": 64, **kw})
+    assert all(n in str(err.value) for n in names)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_model_can_learn_one_batch(family):
+    torch.manual_seed(0)
+    model = TinyLMForCausalLM(TinyLMConfig(**FAMILIES[family])).train()
+    x = torch.randint(3, 97, (4, 32))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss = model(x, labels=x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1
+
+
+def test_loss_honours_num_items_in_batch():
+    """The Trainer passes num_items_in_batch for gradient accumulation: the loss is a sum divided by it."""
+    model = make("gpt")
+    x = torch.randint(3, 97, (2, 16))
+    mean = model(x, labels=x).loss
+    total = model(x, labels=x, num_items_in_batch=torch.tensor(2 * 15 * 2)).loss
+    assert torch.allclose(total * 2, mean, atol=1e-5)
+
+
+def test_sampling_respects_its_arguments_and_stops_at_eos():
+    model = make("llama")
+    x = torch.randint(3, 97, (1, 5))
+    greedy = model.generate(x, do_sample=False, max_new_tokens=15, eos_token_id=None)
+    assert greedy.shape[1] == 20  # max_new_tokens
+    for kw in ({"top_k": 1}, {"top_p": 1e-6}, {"temperature": 1e-4}):
+        sampled = model.generate(x, do_sample=True, max_new_tokens=15, eos_token_id=None, **kw)
+        assert torch.equal(sampled, greedy), kw
+    torch.manual_seed(0)
+    hot = [model.generate(x, do_sample=True, temperature=5.0, top_k=0, max_new_tokens=15, eos_token_id=None)
+           for _ in range(3)]
+    assert any(not torch.equal(h, greedy) for h in hot)  # high temperature really samples
+    # top_k=3: every sampled token is among the 3 most likely at its step
+    torch.manual_seed(1)
+    out = model.generate(x, do_sample=True, top_k=3, temperature=3.0, max_new_tokens=10, eos_token_id=None,
+                         output_scores=True, output_logits=True, return_dict_in_generate=True)
+    for step, logits in enumerate(out.logits):
+        token = out.sequences[0, 5 + step]
+        assert token in logits[0].topk(3).indices
+    # stops at EOS: make the first greedy token the EOS token
+    eos = int(greedy[0, 5])
+    stopped = model.generate(x, do_sample=False, max_new_tokens=15, eos_token_id=eos, pad_token_id=2)
+    assert stopped.shape[1] == 6 and stopped[0, -1] == eos

@@ -1,0 +1,138 @@
+"""The arguments of `run_pretrain.py` and `run_instruct.py`: ModelArguments, DataArguments and TrainingArguments
+with defaults that suit small models, parsed by `HfArgumentParser` from the command line and/or a YAML or JSON
+config file (`python run_pretrain.py configs/stories15m.yaml --max_steps 100`: the command line wins)."""
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import torch
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from ..errors import UserError
+from .hardware import bf16_is_fast
+
+
+@dataclass
+class ModelArguments:
+    preset: str = field(default="quickstart", metadata={"help": "model shape: see `python -m tinylm_hf.presets`"})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "continue from this model folder or Hub id instead of a fresh preset"})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) to pin"})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "config fields over the preset, e.g. 'hidden_size=192,num_hidden_layers=6'"})
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "an existing tokenizer (folder, Hub id, or folder with GPT-2's vocab.json + "
+                                        "merges.txt); default: train a byte-level BPE on the corpus"})
+    vocab_size: int = field(default=4096, metadata={"help": "vocabulary size when training a tokenizer"})
+    attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa | eager | flash_attention_2 ..."})
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(default="embedded", metadata={
+        "help": "embedded (the offline story corpus), a Hub dataset id, a local folder laid out like one, or a "
+                "local .txt / .json / .jsonl / .parquet / .csv file"})
+    data_files: str | None = field(default=None, metadata={"help": "training files inside the dataset (comma-separated)"})
+    validation_files: str | None = field(default=None, metadata={"help": "validation files (comma-separated)"})
+    text_column: str = field(default="text", metadata={"help": "the column holding the text"})
+    streaming: bool = field(default=False, metadata={"help": "stream the source instead of caching it (huge corpora)"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N training documents"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "use only the first N validation documents"})
+    validation_split_percentage: float = field(
+        default=5.0, metadata={"help": "share of train held out when the source has no validation split"})
+    embedded_stories: int = field(default=20_000, metadata={"help": "stories to generate for --dataset embedded"})
+    block_size: int | None = field(default=None, metadata={"help": "tokens per training window (default: context)"})
+    token_dir: str | None = field(default=None, metadata={"help": "token files folder (default: OUTPUT_DIR/tokens)"})
+    rebuild_tokens: bool = field(default=False, metadata={"help": "rebuild the token files even if they match"})
+    random_windows: bool = field(default=False, metadata={"help": "windows at random offsets instead of in order"})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for tokenizing"})
+
+
+@dataclass
+class TokenizerArguments:
+    output_dir: str = field(default="outputs/tokenizer", metadata={"help": "folder to save the tokenizer in"})
+    vocab_size: int = field(default=4096, metadata={"help": "vocabulary size of the BPE to train"})
+    min_frequency: int = field(default=2, metadata={"help": "a merge must occur at least this often"})
+    tokenizer_name: str | None = field(default=None, metadata={
+        "help": "use this existing tokenizer instead of training one: a folder, a Hub id, or a folder with GPT-2's "
+                "vocab.json + merges.txt (our special tokens and chat template are added)"})
+
+
+@dataclass
+class TinyLMTrainingArguments(TrainingArguments):
+    """TrainingArguments with defaults for small models: AdamW (0.9, 0.95), weight decay 0.1, warmup then cosine
+    decay to 10% of the peak, clipping at 1.0, evaluation and checkpoints on a schedule, best model kept."""
+
+    output_dir: str = field(default="outputs/quickstart", metadata={"help": "the model folder to write"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "allow writing into an output folder that holds something else"})
+    precision: str = field(default="auto", metadata={
+        "help": "auto (bf16 autocast where the CPU has AMX/AVX512-BF16 or the GPU has bf16, else fp32) | bf16 | fp32"})
+    max_train_minutes: float | None = field(default=None, metadata={"help": "stop training after this many minutes"})
+    save_on_interrupt: bool = field(default=False, metadata={"help": "on Ctrl-C, save a checkpoint before exiting"})
+    learning_rate: float = 1e-3
+    adam_beta2: float = 0.95
+    weight_decay: float = 0.1
+    max_grad_norm: float = 1.0
+    warmup_steps: float = 0.05
+    lr_scheduler_type: str = "cosine_with_min_lr"
+    lr_scheduler_kwargs: dict | str | None = field(default_factory=lambda: {"min_lr_rate": 0.1})
+    optim: str = "adamw_torch_fused"
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 32
+    max_steps: int = 1000
+    eval_strategy: str = "steps"
+    eval_steps: float = 200
+    save_steps: float = 200
+    save_total_limit: int | None = 2
+    logging_steps: float = 25
+    load_best_model_at_end: bool = True
+    metric_for_best_model: str | None = "eval_loss"
+    report_to: None | str | list[str] = "none"
+    logging_nan_inf_filter: bool = False
+    dataloader_num_workers: int = 0
+    save_only_model: bool = False
+
+    def __post_init__(self):
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise UserError(f"--precision {self.precision!r}: use auto, bf16 or fp32")
+        if self.precision == "bf16" or (self.precision == "auto" and not self.fp16 and bf16_is_fast()):
+            self.bf16 = True
+            if not torch.cuda.is_available():
+                self.use_cpu = True  # the Trainer's word for "bf16 autocast on the CPU is intended"
+        if self.precision == "fp32":
+            self.bf16 = False
+        super().__post_init__()
+
+
+def _config_file_args(path: str) -> list[str]:
+    """A YAML or JSON file of `name: value` pairs as command-line arguments."""
+    if not os.path.isfile(path):
+        raise UserError(f"config file not found: {path}")
+    with open(path) as f:
+        try:
+            values = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+        except (ValueError, yaml.YAMLError) as err:
+            raise UserError(f"cannot parse {path}: {' '.join(str(err).split())[:200]}") from err
+    if not isinstance(values, dict):
+        raise UserError(f"{path} must hold `name: value` pairs")
+    args = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = json.dumps(value)
+        args.append(f"--{key}")
+        args.extend(str(v) for v in value) if isinstance(value, list) else args.append(str(value))
+    return args
+
+
+def parse_args(classes: tuple, argv: list[str]) -> tuple:
+    """Parse argv (optionally starting with a .yaml/.yml/.json config file) into the dataclasses."""
+    parser = HfArgumentParser(classes)
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
+        argv = _config_file_args(argv[0]) + argv[1:]
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as err:  # a field's own check, e.g. an impossible TrainingArguments combination
+        raise UserError(" ".join(str(err).split())) from err

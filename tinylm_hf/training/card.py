@@ -1,0 +1,47 @@
+"""The model card (README.md with a metadata header) of an output folder."""
+
+import json
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from ..presets import format_count
+
+
+def _table(rows: list[tuple]) -> str:
+    header, *body = rows
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def model_card(*, name: str, summary: str, config, n_params: int, datasets: list[str], license: str,
+               hyperparameters: dict, metrics: dict, samples: list[dict], plot: str | None, base_model: str | None,
+               tags: list[str], extra_sections: str = "") -> ModelCard:
+    data = ModelCardData(library_name="transformers", pipeline_tag="text-generation", license=license,
+                         datasets=datasets or None, tags=["tinylm", "tinylm-hf", "causal-lm", *tags],
+                         base_model=base_model, model_name=name)
+    shape = (f"{config.family} family, {format_count(n_params)} parameters: {config.num_hidden_layers} layers, "
+             f"hidden {config.hidden_size}, {config.num_attention_heads} heads ({config.num_key_value_heads} key/value), "
+             f"MLP {config.mlp} {config.intermediate_size}, {config.position_embedding} positions, {config.norm}, "
+             f"context {config.max_position_embeddings}, vocabulary {config.vocab_size}")
+    sections = [
+        f"# {name}", summary, f"**Model:** {shape}.",
+        "## Use it\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+        f"model = AutoModelForCausalLM.from_pretrained(\"{name}\", trust_remote_code=True)  # no remote code needed "
+        f"with `pip install tinylm-hf` + `import tinylm_hf`\ntokenizer = AutoTokenizer.from_pretrained(\"{name}\")\n"
+        "ids = tokenizer(tokenizer.bos_token + \"Once upon a time\", return_tensors=\"pt\").input_ids\n"
+        "print(tokenizer.decode(model.generate(ids, max_new_tokens=100)[0], skip_special_tokens=True))\n```",
+        "## Evaluation\n\n" + _table([("metric", "value")] + [(k, v) for k, v in metrics.items()]),
+        extra_sections,
+        "## Training hyperparameters\n\n" + _table([("hyperparameter", "value")] +
+                                                    [(k, json.dumps(v) if isinstance(v, dict) else v)
+                                                     for k, v in hyperparameters.items()]),
+    ]
+    if plot:
+        sections.append(f"## Loss curve\n\n![loss curve]({plot})")
+    if samples:
+        sections.append("## Samples (greedy)\n\n" + "\n\n".join(
+            f"**{s['prompt'].strip()!s}** → {s['completion'].strip()}".replace("\n", " ") for s in samples))
+    sections.append("Trained with tinylm-hf (`pip install tinylm-hf`).")
+    body = "\n\n".join(s for s in sections if s)
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n")

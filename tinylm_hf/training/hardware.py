@@ -1,0 +1,59 @@
+"""What the machine can do: bf16 support (AMX / AVX512-BF16 on CPUs) and a measured matrix-multiply peak."""
+
+import functools
+import time
+
+import torch
+
+
+@functools.cache
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_is_fast() -> bool:
+    """True where bf16 autocast pays: a CUDA GPU with bf16, or a CPU with AMX or AVX512-BF16 units."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "CPU")
+    except OSError:
+        model = "CPU"
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+@functools.cache
+def matmul_peak_flops(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 0.5) -> float:
+    """The FLOP/s of square matrix multiplies on this device, measured (the denominator of MFU)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        n = 8192
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b  # warm up
+    best = 0.0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 / (time.perf_counter() - t))
+    return best

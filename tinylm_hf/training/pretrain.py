@@ -1,0 +1,123 @@
+"""Pretraining: corpus -> tokenizer -> token files -> Trainer -> a Hub-format model folder.
+
+With no arguments this is the quickstart: the embedded corpus, a tokenizer trained on it, the `quickstart`
+preset, a few minutes on a laptop CPU.
+"""
+
+import json
+import math
+import os
+import shutil
+
+from transformers import default_data_collator, set_seed
+
+from ..data import sources
+from ..data.tokens import TokenWindows, build_token_files
+from ..presets import count_parameters, format_count
+from ..tokenizer import bytes_per_token, load_tokenizer, train_bpe
+from . import run
+from .arguments import DataArguments, ModelArguments, TinyLMTrainingArguments, parse_args
+from .card import model_card
+
+SAMPLE_PROMPTS = ["Once upon a time", "One day, a little dog", "Lily and Tom wanted to"]
+TOKENIZER_SOURCE = "tinylm_source.json"
+
+
+def get_tokenizer(model_args, data_args, corpus, args):
+    """The model's own tokenizer, a named one, or a byte-level BPE trained on the corpus (kept in
+    OUTPUT_DIR/tokenizer and reused while the corpus and vocabulary size stay the same)."""
+    if model_args.model_name_or_path:
+        return load_tokenizer(model_args.model_name_or_path, model_args.revision)
+    if model_args.tokenizer_name:
+        return load_tokenizer(model_args.tokenizer_name)
+    folder = os.path.join(args.output_dir, "tokenizer")
+    source = {"source": describe_source(data_args), "vocab_size": model_args.vocab_size}
+    try:
+        with open(os.path.join(folder, TOKENIZER_SOURCE)) as f:
+            if json.load(f) == source:
+                return load_tokenizer(folder)
+    except (OSError, ValueError):
+        pass
+    with args.main_process_first(desc="tokenizer"):
+        if args.process_index == 0:
+            print(f"training a {model_args.vocab_size}-token byte-level BPE on the training corpus")
+            texts = (text for batch in corpus["train"].iter(batch_size=1000) for text in batch["text"])
+            tokenizer = train_bpe(texts, model_args.vocab_size)
+            tmp = f"{folder}.tmp-{os.getpid()}"
+            tokenizer.save_pretrained(tmp)
+            with open(os.path.join(tmp, TOKENIZER_SOURCE), "w") as f:
+                json.dump(source, f)
+            if os.path.isdir(folder):
+                os.rename(folder, f"{tmp}-old")
+            os.replace(tmp, folder)
+            shutil.rmtree(f"{tmp}-old", ignore_errors=True)
+    return load_tokenizer(folder)
+
+
+def describe_source(data_args) -> str:
+    return sources.describe(data_args.dataset, data_args.data_files, data_args.validation_files,
+                            data_args.text_column, max_train=data_args.max_train_samples,
+                            max_eval=data_args.max_eval_samples, embedded=data_args.embedded_stories
+                            if data_args.dataset == "embedded" else None,
+                            val_pct=data_args.validation_split_percentage)
+
+
+def main(argv: list[str]) -> dict:
+    model_args, data_args, args = parse_args((ModelArguments, DataArguments, TinyLMTrainingArguments), argv)
+    run.prepare_output_dir(args)
+    set_seed(args.seed)
+    corpus = sources.load_corpus(
+        data_args.dataset, data_args.data_files, data_args.validation_files, data_args.text_column,
+        data_args.streaming, None, data_args.max_train_samples, data_args.max_eval_samples,
+        data_args.validation_split_percentage, args.seed, data_args.embedded_stories)
+    tokenizer = get_tokenizer(model_args, data_args, corpus, args)
+    model = run.build_model(model_args, tokenizer, data_args.block_size)
+    block_size = data_args.block_size or model.config.max_position_embeddings
+
+    token_dir = data_args.token_dir or os.path.join(args.output_dir, "tokens")
+    with args.main_process_first(desc="token files"):
+        meta = build_token_files(corpus, tokenizer, token_dir, describe_source(data_args),
+                                 num_proc=data_args.preprocessing_num_workers, rebuild=data_args.rebuild_tokens)
+    train_set = TokenWindows(token_dir, "train", block_size, random=data_args.random_windows, seed=args.seed)
+    eval_set = TokenWindows(token_dir, "validation", block_size)
+    n_params = count_parameters(model.config)
+    print(f"model: {model.config.family} family, {format_count(n_params)} parameters; {len(train_set):,} training "
+          f"windows of {block_size} tokens; precision {'bf16 autocast' if args.bf16 else 'fp32'}")
+
+    trainer = run.make_trainer(model, args, train_set, eval_set, tokenizer, default_data_collator,
+                               bytes_per_token=eval_set.bytes_per_token, sample_prompts=SAMPLE_PROMPTS, chat=False,
+                               seq_len=block_size)
+    run.train(trainer, args)
+    metrics = trainer.evaluate()
+    metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+    samples = run.find_callback(trainer, run.cb.SamplesCallback).generate(trainer.model)
+    datasets = [] if data_args.dataset == "embedded" or os.path.exists(data_args.dataset) else [data_args.dataset]
+    card = model_card(
+        name=os.path.basename(os.path.abspath(args.output_dir)),
+        summary=f"A small language model pretrained from scratch on {data_args.dataset} with tinylm-hf.",
+        config=model.config, n_params=n_params, datasets=datasets,
+        license="cdla-sharing-1.0" if "TinyStories" in data_args.dataset else "apache-2.0",
+        hyperparameters=hyperparameters(args, block_size, meta), metrics=metrics, samples=samples,
+        plot="loss_curve.png" if os.path.exists(os.path.join(args.output_dir, "loss_curve.png")) else None,
+        base_model=model_args.model_name_or_path, tags=["tinystories", "pretraining"])
+    run.save_final(trainer, tokenizer, args.output_dir, card, metrics)
+    if trainer.is_world_process_zero():
+        print(f"\nvalidation loss {metrics['eval_loss']:.3f}, perplexity {math.exp(metrics['eval_loss']):.2f}, "
+              f"{metrics.get('eval_bpb', float('nan')):.3f} bits per byte")
+        print(f"sample: {SAMPLE_PROMPTS[0]}{samples[0]['completion']}")
+        print(f"\nthe model is in {args.output_dir}: load it with "
+              f"AutoModelForCausalLM.from_pretrained({args.output_dir!r}, trust_remote_code=True)")
+    return metrics
+
+
+def hyperparameters(args, block_size: int, meta: dict | None) -> dict:
+    out = {"steps": args.max_steps, "batch size": args.per_device_train_batch_size * args.gradient_accumulation_steps
+           * args.world_size, "block size": block_size, "learning rate": args.learning_rate,
+           "schedule": f"{args.lr_scheduler_type} {args.lr_scheduler_kwargs or ''}", "warmup": args.warmup_steps,
+           "optimizer": f"{args.optim} betas ({args.adam_beta1}, {args.adam_beta2})",
+           "weight decay": args.weight_decay, "gradient clipping": args.max_grad_norm,
+           "precision": "bf16 autocast" if args.bf16 else "fp32", "seed": args.seed}
+    if meta:
+        out["training tokens in corpus"] = meta["splits"]["train"]["tokens"]
+    return out
+

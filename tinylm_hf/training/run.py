@@ -1,0 +1,195 @@
+"""The steps `run_pretrain.py` and `run_instruct.py` share: output folder checks, the model, the Trainer with our
+callbacks, training with resume / NaN guard / interrupt handling, and the final Hub-format folder."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+
+import torch
+from transformers import AutoModelForCausalLM, GenerationConfig
+from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..configuration_tinylm import TinyLMConfig
+from ..errors import UserError
+from ..presets import get_preset
+from ..tokenizer import hub_hint
+from . import callbacks as cb
+from .hardware import matmul_peak_flops
+
+RUN_MARKER = ".tinylm-run"
+
+
+def prepare_output_dir(args) -> None:
+    """Refuse an output folder that holds something other than one of our runs, unless told to write there."""
+    folder = args.output_dir
+    if os.path.isdir(folder) and os.listdir(folder) and not os.path.exists(os.path.join(folder, RUN_MARKER)) \
+            and not args.overwrite_output_dir:
+        raise UserError(f"the output folder {folder} already holds other files: choose another --output_dir, "
+                        f"or pass --overwrite_output_dir to write into it anyway")
+    if args.process_index == 0:
+        os.makedirs(folder, exist_ok=True)
+        open(os.path.join(folder, RUN_MARKER), "a").close()
+
+
+def parse_overrides(text: str | None) -> dict:
+    """'hidden_size=192,family=llama' -> {'hidden_size': 192, 'family': 'llama'}"""
+    out = {}
+    for item in filter(None, (text or "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--config_overrides: {item!r} is not name=value")
+        key = key.strip()
+        if key not in TinyLMConfig.__dataclass_fields__:
+            raise UserError(f"--config_overrides: {key!r} is not a TinyLMConfig field")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value.strip()
+    return out
+
+
+def build_model(model_args, tokenizer, block_size: int | None):
+    """A fresh model from a preset (vocabulary and special ids from the tokenizer), or a saved one."""
+    if model_args.model_name_or_path:
+        model = load_model(model_args.model_name_or_path, model_args.revision, model_args.attn_implementation)
+        if len(tokenizer) > model.config.vocab_size:
+            raise UserError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary is "
+                            f"{model.config.vocab_size}: use the tokenizer the model was trained with")
+    else:
+        overrides = parse_overrides(model_args.config_overrides)
+        try:
+            config = get_preset(model_args.preset, vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
+                                bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                **({"max_position_embeddings": block_size} if block_size else {}), **overrides)
+        except ValueError as err:
+            raise UserError(f"impossible model shape: {err}") from err
+        config._attn_implementation = model_args.attn_implementation
+        model = AutoModelForCausalLM.from_config(config)
+    if block_size and block_size > model.config.max_position_embeddings:
+        raise UserError(f"--block_size {block_size} is larger than the model's context "
+                        f"({model.config.max_position_embeddings}): lower --block_size")
+    model.generation_config = GenerationConfig(
+        do_sample=True, temperature=0.8, top_k=40, top_p=0.95, max_new_tokens=200, repetition_penalty=1.0,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    return model
+
+
+def load_model(name_or_path: str, revision: str | None = None, attn_implementation: str = "sdpa",
+               allow_pickle: bool = False):
+    """A saved causal LM: safetensors weights only, our installed classes for tinylm (no remote code)."""
+    if os.path.isdir(name_or_path):
+        files = os.listdir(name_or_path)
+        if "config.json" not in files:
+            raise UserError(f"{name_or_path} is not a model folder (no config.json)")
+        if not any(f.endswith(".safetensors") for f in files) and not allow_pickle:
+            raise UserError(f"{name_or_path} has no .safetensors weights: pickle checkpoints (.bin) are refused "
+                            f"because loading them can run code; convert the weights to safetensors")
+    elif name_or_path.startswith((".", "/")):
+        raise UserError(f"model folder not found: {name_or_path}")
+    try:
+        return AutoModelForCausalLM.from_pretrained(name_or_path, revision=revision, use_safetensors=not allow_pickle,
+                                                    attn_implementation=attn_implementation)
+    except OSError as err:
+        raise UserError(f"cannot load the model {name_or_path!r}: {hub_hint(err)}") from err
+    except Exception as err:  # a truncated or corrupted safetensors file
+        if "safetensor" in type(err).__name__.lower() or "header" in str(err).lower() or "deserializ" in str(err):
+            raise UserError(f"the weights in {name_or_path} are corrupted or truncated ({err}): "
+                            f"re-download or re-save them") from err
+        raise
+
+
+def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_collator, *, bytes_per_token,
+                 sample_prompts: list[str], chat: bool, seq_len: int):
+    peak = matmul_peak_flops(torch.bfloat16 if args.bf16 else torch.float32)
+    tokens_per_step = args.per_device_train_batch_size * seq_len * args.gradient_accumulation_steps * args.world_size
+    throughput = cb.ThroughputCallback(tokens_per_step, cb.flops_per_token(model.config, seq_len), peak)
+    callbacks = [throughput, cb.BitsPerByteCallback(bytes_per_token), cb.NaNGuardCallback(),
+                 cb.SamplesCallback(tokenizer, sample_prompts, chat=chat), cb.LossPlotCallback()]
+    if args.max_train_minutes:
+        callbacks.append(cb.TimeBudgetCallback(args.max_train_minutes))
+    trainer = cb.TinyLMTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                               processing_class=tokenizer, data_collator=data_collator, callbacks=callbacks)
+    throughput.progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)),
+                               None)
+    return trainer
+
+
+def find_callback(trainer, cls):
+    return next(c for c in trainer.callback_handler.callbacks if isinstance(c, cls))
+
+
+def resolve_resume(args) -> str | None:
+    value = args.resume_from_checkpoint
+    if value is None or value.lower() in ("false", "no", "0", ""):
+        return None
+    if value.lower() in ("true", "yes", "1", "last"):
+        last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+        if last is None:
+            raise UserError(f"--resume_from_checkpoint: no checkpoint-* folder in {args.output_dir} to resume from")
+        return last
+    if not os.path.isdir(value):
+        raise UserError(f"--resume_from_checkpoint: {value} is not a checkpoint folder")
+    return value
+
+
+def train(trainer, args) -> None:
+    """trainer.train() with resume, the NaN guard's verdict, Ctrl-C (saving first if --save_on_interrupt) and a
+    full disk turned into one clear line."""
+    resume = resolve_resume(args)
+    previous = signal.getsignal(signal.SIGINT)
+    if args.save_on_interrupt:
+        def on_interrupt(signum, frame):  # finish the current step, then save and stop
+            print("\ninterrupted: saving a checkpoint before exiting (Ctrl-C again to exit at once)")
+            trainer.control.should_save = trainer.control.should_training_stop = True
+            trainer.interrupted = True
+            signal.signal(signal.SIGINT, previous)
+
+        signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise UserError(f"the disk is full while writing to {args.output_dir}: free some space (or lower "
+                            f"--save_total_limit) and resume with --resume_from_checkpoint; earlier checkpoints "
+                            f"are intact") from err
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    guard = find_callback(trainer, cb.NaNGuardCallback)
+    if guard.tripped:
+        step, value = guard.tripped
+        last = get_last_checkpoint(args.output_dir)
+        raise UserError(f"the training loss became {value} at step {step}: stopped without saving; the last good "
+                        f"checkpoint is {last or 'none (no checkpoint was saved yet)'}; lower --learning_rate "
+                        f"or check the data")
+    if getattr(trainer, "interrupted", False):
+        raise KeyboardInterrupt
+
+
+def save_final(trainer, tokenizer, output_dir: str, card, metrics: dict) -> None:
+    """The Hub-format folder: weights, config (with auto_map), code files, tokenizer, generation config, model card,
+    plot, eval_results.json. Written into a temporary folder first; each file is then renamed into place, so a
+    crash never leaves a half-written file."""
+    if not trainer.is_world_process_zero():
+        return
+    tmp = os.path.join(output_dir, ".final-tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        card.save(os.path.join(tmp, "README.md"))
+        with open(os.path.join(tmp, "eval_results.json"), "w") as f:
+            json.dump(metrics, f, indent=2)
+        for name in sorted(os.listdir(tmp)):
+            os.replace(os.path.join(tmp, name), os.path.join(output_dir, name))
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.errno == errno.ENOSPC:
+            raise UserError(f"the disk is full while saving the model to {output_dir}: free some space; the "
+                            f"checkpoints are intact") from err
+        raise
+    os.rmdir(tmp)
