@@ -151,8 +151,9 @@ def generate_story(index: int, seed: int = 0) -> Story:
     if has["MoralValue"]:
         lesson, moral = pick(MORALS)
         sentences.append(fill(moral))
-    features = [f for f in FEATURE_NAMES if has[f]]
     text = " ".join(sentences)
+    has["Dialogue"] = '"' in text  # conflicts and twists can bring their own quoted speech
+    features = [f for f in FEATURE_NAMES if has[f]]
     words = [obj, verb.split()[0], rng.choice([obj_adj, feeling, trait])]
     rng.shuffle(words)
     summary = f"{name} the {kind} finds {a(obj_adj)} {obj} at the {place}, and {ending}."

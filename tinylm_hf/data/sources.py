@@ -59,8 +59,16 @@ def _document_rows(rows):
 
 def _regroup(ds: Dataset | IterableDataset) -> Dataset | IterableDataset:
     features = datasets.Features({"text": datasets.Value("string")})
-    cls = IterableDataset if isinstance(ds, IterableDataset) else Dataset
-    return cls.from_generator(_document_rows, gen_kwargs={"rows": ds}, features=features)
+    if isinstance(ds, IterableDataset):
+        return IterableDataset.from_generator(_document_rows, gen_kwargs={"rows": ds}, features=features)
+    if len(ds) == 0 or not any(line.strip() not in ("", EOS) for line in _first_lines(ds)):
+        return Dataset.from_dict({"text": []}, features=features)
+    return Dataset.from_generator(_document_rows, gen_kwargs={"rows": ds}, features=features)
+
+
+def _first_lines(ds: Dataset, n: int = 100_000):
+    """Enough lines to tell an empty corpus (only separators and blank lines) from a real one."""
+    return ds.select(range(min(n, len(ds))))["text"]
 
 
 def _is_local(path: str) -> bool:
@@ -93,6 +101,8 @@ def load_raw(dataset: str, data_files=None, validation_files=None, streaming: bo
     for path in ([dataset] if local_file else []) + (val_files if local_file or not train_files else []):
         if not os.path.exists(os.path.expanduser(path)):
             raise UserError(f"file not found: {path}")
+        if os.path.getsize(os.path.expanduser(path)) == 0:
+            raise UserError(f"the corpus {path} is empty: the file has no bytes")
     if local_file:
         files = {"train": [os.path.expanduser(dataset)] + train_files}
         if val_files:
@@ -144,6 +154,8 @@ def load_corpus(dataset: str = "embedded", data_files=None, validation_files=Non
         splits = load_raw(dataset, data_files, validation_files, streaming, revision)
         splits = type(splits)({name: _regroup(ds) if _is_line_rows(ds) else ds for name, ds in splits.items()})
         splits = _with_text_column(splits, text_column, dataset)
+        if not streaming and len(splits["train"]) == 0:
+            raise UserError(f"the corpus {dataset} is empty: no documents to train on")
         splits = _with_validation(splits, validation_split_percentage, seed, max_eval_samples)
     splits = type(splits)({"train": _limit(splits["train"], max_train_samples),
                            "validation": _limit(splits["validation"], max_eval_samples)})

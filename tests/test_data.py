@@ -1,0 +1,253 @@
+"""The data path: sources, the embedded corpus, Instruct records, tokenizers, token files."""
+
+import json
+import os
+import random
+import resource
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tinylm_hf import UserError
+from tinylm_hf.data import embedded, instruct, sources
+from tinylm_hf.data.tokens import TokenWindows, build_token_files, load_tokens, read_meta
+from tinylm_hf.tokenizer import CHAT_TEMPLATE, EOS, bytes_per_token, fingerprint, from_gpt2_files, load_tokenizer
+
+from .conftest import GPT2_DIR, TRAIN_SAMPLE, VALID_SAMPLE, run_script
+
+
+def raw_stories(path) -> list[str]:
+    return [s.strip() for s in path.read_text().split(EOS) if s.strip()]
+
+
+@pytest.fixture(scope="module")
+def sample_corpus():
+    return sources.load_corpus(str(TRAIN_SAMPLE), validation_files=str(VALID_SAMPLE))
+
+
+def test_tinystories_text_file_reads_every_story(sample_corpus):
+    train = list(sample_corpus["train"]["text"])
+    assert len(train) == 2317  # 2,316 complete stories + the cut-off last one, kept (documented)
+    assert train == raw_stories(TRAIN_SAMPLE)
+    assert train[-1].endswith("She said it was")  # the cut-off story, as it is in the file
+    assert len(sample_corpus["validation"]) == 1000
+
+
+def test_token_files_decode_back_to_the_stories(sample_corpus, tiny_tokenizer, tmp_path):
+    meta = build_token_files(sample_corpus, tiny_tokenizer, str(tmp_path), "sample")
+    assert meta["dtype"] == "uint16" and meta["splits"]["train"]["documents"] == 2317
+    for split, path in (("train", TRAIN_SAMPLE), ("validation", VALID_SAMPLE)):
+        ids = load_tokens(str(tmp_path), split)
+        assert len(ids) == meta["splits"][split]["tokens"]
+        text = tiny_tokenizer.decode(np.asarray(ids).tolist())
+        assert text.split(EOS)[:-1] == raw_stories(path)
+
+
+def test_hub_parquet_layout_gives_the_same_token_files(sample_corpus, tiny_tokenizer, tmp_path):
+    """A folder laid out like roneneldan/TinyStories (data/*.parquet with a `text` column) reads the same."""
+    repo = tmp_path / "TinyStories"
+    (repo / "data").mkdir(parents=True)
+    for split, name in (("train", "train-00000-of-00001"), ("validation", "validation-00000-of-00001")):
+        pq.write_table(pa.table({"text": list(sample_corpus[split]["text"])}), repo / "data" / f"{name}.parquet")
+    parquet = sources.load_corpus(str(repo))
+    build_token_files(sample_corpus, tiny_tokenizer, str(tmp_path / "a"), "text")
+    build_token_files(parquet, tiny_tokenizer, str(tmp_path / "b"), "parquet")
+    for split in ("train", "validation"):
+        assert (tmp_path / "a" / f"{split}.bin").read_bytes() == (tmp_path / "b" / f"{split}.bin").read_bytes()
+
+
+def test_json_csv_and_text_column(tmp_path):
+    rows = [{"body": f"story number {i}.", "id": i} for i in range(40)]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    corpus = sources.load_corpus(str(tmp_path / "d.jsonl"), text_column="body", validation_split_percentage=10)
+    assert len(corpus["train"]) == 36 and len(corpus["validation"]) == 4
+    assert sorted(list(corpus["train"]["text"]) + list(corpus["validation"]["text"])) == sorted(r["body"] for r in rows)
+    again = sources.load_corpus(str(tmp_path / "d.jsonl"), text_column="body", validation_split_percentage=10)
+    assert list(again["validation"]["text"]) == list(corpus["validation"]["text"])  # fixed seed
+    with pytest.raises(UserError, match="no column 'text'.*body"):
+        sources.load_corpus(str(tmp_path / "d.jsonl"))
+
+
+def test_streaming_and_sample_limits():
+    corpus = sources.load_corpus(str(TRAIN_SAMPLE), streaming=True, max_eval_samples=10, max_train_samples=5)
+    assert [r["text"] for r in corpus["validation"]] == raw_stories(TRAIN_SAMPLE)[:10]
+    assert [r["text"] for r in corpus["train"]] == raw_stories(TRAIN_SAMPLE)[10:15]
+
+
+@pytest.mark.parametrize("content,error", [
+    (None, "file not found"), ("", "empty"), ("\n<|endoftext|>\n\n", "empty"), (b"\xff\xfe bad \x80", "UTF-8")])
+def test_bad_sources_say_what_is_wrong(tmp_path, content, error):
+    path = tmp_path / "c.txt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError, match=error):
+        sources.load_corpus(str(path))
+
+
+def test_embedded_corpus_is_deterministic_and_its_metadata_exact():
+    a, b = embedded.generate_stories(500, seed=3), embedded.generate_stories(500, seed=3)
+    assert [s.story for s in a] == [s.story for s in b]
+    assert len({s.story for s in a}) == 500
+    assert embedded.generate_story(123, 3).story == a[123].story  # story i does not depend on the others
+    assert a[0].story != embedded.generate_stories(1, seed=4)[0].story
+    for s in a:
+        assert all(w in s.story for w in s.words) and len(s.words) == 3
+        assert ("Dialogue" in s.features) == ('"' in s.story)
+        assert ("MoralValue" in s.features) == (" learned " in s.story)
+        assert s.summary.split()[0] in s.story
+    features = {f for s in a for f in s.features}
+    assert features == set(embedded.FEATURE_NAMES)
+
+
+INSTRUCT_TEXT = """Features: Dialogue, BadEnding
+Words: quit, oak, gloomy
+Summary: Sara and Ben were playing in the park.
+Random sentence: The wind was cold.
+Story: 
+
+Sara and Ben were playing in the park.
+
+"Let's go," said Sara.
+<|endoftext|>
+Random sentence: A cat sat.
+Words: cat,  mat
+Story: A cat sat on a mat.
+<|endoftext|>
+Summary: A summary only.
+Story:
+The last record has no end of text line.
+"""
+
+
+def test_instruct_reader_handles_the_awkward_cases(tmp_path):
+    path = tmp_path / "TinyStories-Instruct-valid.txt"
+    path.write_text(INSTRUCT_TEXT)
+    chats = instruct.load_chat(str(path), validation_files=str(path))
+    records = instruct.read_instruct_documents(sources.documents(INSTRUCT_TEXT.split("\n")))
+    assert len(records) == 3 and len(chats["validation"]) == 3
+    first, second, third = records
+    assert first["features"] == ["Dialogue", "BadEnding"] and first["words"] == ["quit", "oak", "gloomy"]
+    assert first["story"] == 'Sara and Ben were playing in the park.\n\n"Let\'s go," said Sara.'  # blank line kept
+    assert second == {"features": [], "words": ["cat", "mat"], "summary": "", "random_sentence": "A cat sat.",
+                      "story": "A cat sat on a mat."}  # reordered, missing fields
+    assert third["summary"] == "A summary only." and third["story"].startswith("The last record")
+    assert chats["validation"][1]["messages"][0]["content"] == \
+        "Write a story.\nWords: cat, mat\nRandom sentence: A cat sat."
+
+
+def test_records_derived_from_plain_stories():
+    story = raw_stories(VALID_SAMPLE)[0]
+    record = instruct.derive_record(story, random.Random(0))
+    assert len(record["words"]) == 3 and all(w in story.lower() for w in record["words"])
+    assert record["random_sentence"] in story
+    assert ("Dialogue" in record["features"]) == ('"' in story)
+
+
+def test_bpe_training_special_tokens_and_chat_template(tiny_tokenizer, tmp_path):
+    tiny_tokenizer.save_pretrained(tmp_path)
+    loaded = load_tokenizer(str(tmp_path))
+    assert loaded.eos_token == EOS and loaded.pad_token == "<|pad|>" and loaded.chat_template == CHAT_TEMPLATE
+    assert fingerprint(loaded) == fingerprint(tiny_tokenizer)
+    text = "Once upon a time, Lily found a ball. “Wow!” she said. 你好"
+    assert loaded.decode(loaded(text)["input_ids"]) == text  # byte-level: every string round-trips
+    assert bytes_per_token(loaded, [text]) > 1.5
+
+
+def test_gpt2_files_give_the_gpt2_tokenizer():
+    tok = from_gpt2_files(str(GPT2_DIR / "vocab.json"), str(GPT2_DIR / "merges.txt"))
+    assert tok("Hello world")["input_ids"] == [15496, 995]  # GPT-2's own ids
+    assert tok.eos_token_id == 50256 and len(tok) == 50257 + 4
+
+
+def test_token_files_are_reused_rebuilt_or_refused(sample_corpus, tiny_tokenizer, tmp_path):
+    small = type(sample_corpus)({k: v.select(range(50)) for k, v in sample_corpus.items()})
+    messages = []
+    build_token_files(small, tiny_tokenizer, str(tmp_path), "s", log=messages.append)
+    build_token_files(small, tiny_tokenizer, str(tmp_path), "s", log=messages.append)
+    assert messages[-1].startswith("reusing")
+    other = from_gpt2_files(str(GPT2_DIR / "vocab.json"), str(GPT2_DIR / "merges.txt"))
+    meta = build_token_files(small, other, str(tmp_path), "s", log=messages.append)
+    assert "another tokenizer: rebuilding" in messages[-3] and meta["tokenizer"] == fingerprint(other)
+    # an interrupted rebuild (train.bin rewritten, meta.json not yet) is noticed and never used
+    (tmp_path / "train.bin").write_bytes(b"\0" * 10)
+    assert read_meta(str(tmp_path)) is None
+    with pytest.raises(UserError, match="no complete token files"):
+        TokenWindows(str(tmp_path), "train", 16)
+
+
+def test_windows_sequential_and_random(sample_corpus, tiny_tokenizer, tmp_path):
+    build_token_files(sample_corpus, tiny_tokenizer, str(tmp_path), "s")
+    ids = np.asarray(load_tokens(str(tmp_path), "train"))
+    seq = TokenWindows(str(tmp_path), "train", 64)
+    assert len(seq) == len(ids) // 64
+    assert seq[3]["input_ids"].tolist() == ids[192:256].tolist()
+    rnd = TokenWindows(str(tmp_path), "train", 64, random=True, seed=1)
+    assert rnd[5]["input_ids"].tolist() == rnd[5]["input_ids"].tolist()  # deterministic per index
+    starts = {int(np.flatnonzero(np.lib.stride_tricks.sliding_window_view(ids, 64)[:, 0] == rnd[i]["input_ids"][0])
+                  .size > 0) for i in range(5)}
+    assert starts == {1}
+    with pytest.raises(UserError, match="block_size"):
+        TokenWindows(str(tmp_path), "validation", 10**7)
+
+
+BUILD_UNDER_LIMIT = """
+import os, resource, sys
+from tinylm_hf.data.sources import load_corpus
+from tinylm_hf.data.tokens import build_token_files
+from tinylm_hf.tokenizer import load_tokenizer
+tokenizer = load_tokenizer(sys.argv[2])
+corpus = load_corpus(sys.argv[1], streaming=True)
+size = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
+allowed = int(sys.argv[4]) * 2**20   # address space allowed on top of what the imports took
+resource.setrlimit(resource.RLIMIT_AS, (size + allowed, size + allowed))
+meta = build_token_files(corpus, tokenizer, sys.argv[3], "big", log=lambda *a: None)
+print(meta["splits"]["train"]["documents"] + meta["splits"]["validation"]["documents"])
+"""
+
+
+def test_token_files_from_a_corpus_larger_than_the_memory_allowed(tiny_tokenizer, tmp_path):
+    """Streaming tokenization holds constant memory: a corpus larger than the address space the build may add
+    (on top of the libraries') still builds. (The fixed part, thread stacks and allocator arenas, is ~200 MB.)"""
+    path = tmp_path / "big.txt"
+    n_docs, size, allowed_mb = 0, 0, 256
+    with open(path, "w") as f:
+        while size < 300 * 2**20:
+            story = embedded.generate_story(n_docs).story + "\n<|endoftext|>\n"
+            f.write(story)
+            size += len(story)
+            n_docs += 1
+    tiny_tokenizer.save_pretrained(tmp_path / "tok")
+    proc = run_script("-c", BUILD_UNDER_LIMIT, path, tmp_path / "tok", tmp_path / "tokens", allowed_mb,
+                      env={"TOKENIZERS_PARALLELISM": "true"}, check=True)
+    assert int(proc.stdout.strip().splitlines()[-1]) == n_docs
+    assert size > allowed_mb * 2**20
+
+
+def test_train_tokenizer_script(tmp_path):
+    out = tmp_path / "tok"
+    proc = run_script("train_tokenizer.py", "--dataset", TRAIN_SAMPLE, "--vocab_size", "600", "--output_dir", out,
+                      check=True)
+    assert "bytes per token" in proc.stdout
+    tok = load_tokenizer(str(out))
+    assert len(tok) == 600 and tok.chat_template == CHAT_TEMPLATE
+    assert "usage:" in run_script("train_tokenizer.py", "--help", check=True).stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--dataset", "missing.txt"], "file not found: missing.txt"),
+    (["--dataset", "EMPTY"], "empty"),
+    (["--dataset", "JSONL", "--text_column", "story"], "no column 'story'"),
+])
+def test_train_tokenizer_bad_input_is_one_line(tmp_path, args, needle):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "d.jsonl").write_text('{"text": "a b c"}\n{"text": "d e f"}\n')
+    args = [a.replace("EMPTY", str(tmp_path / "empty.txt")).replace("JSONL", str(tmp_path / "d.jsonl"))
+            for a in args]
+    proc = run_script("train_tokenizer.py", *args, "--output_dir", tmp_path / "out")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert needle in lines[-1] and "Traceback" not in proc.stderr
