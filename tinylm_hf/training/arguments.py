@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 import yaml
+from huggingface_hub import get_token
 from transformers import HfArgumentParser, TrainingArguments
 
 from ..errors import UserError
@@ -96,6 +97,17 @@ class TinyLMTrainingArguments(TrainingArguments):
     save_only_model: bool = False
 
     def __post_init__(self):
+        # --push_to_hub: we push the final folder ourselves (tinylm_hf.hub: the documented file list), after
+        # training; the Trainer's own push would upload each checkpoint as it comes, optimizer states included.
+        self.push_final_folder = self.push_to_hub
+        self.push_to_hub = False
+        if self.hub_token:
+            raise UserError("--hub_token is not accepted (it would be saved with the checkpoints): set HF_TOKEN or "
+                            "run `hf auth login`")
+        if self.push_final_folder and not self.hub_model_id:
+            raise UserError("--push_to_hub needs --hub_model_id USER/NAME")
+        if self.push_final_folder and not get_token():
+            raise UserError("--push_to_hub: no Hugging Face token: run `hf auth login` or set HF_TOKEN")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise UserError(f"--precision {self.precision!r}: use auto, bf16 or fp32")
         if self.precision == "bf16" or (self.precision == "auto" and not self.fp16 and bf16_is_fast()):

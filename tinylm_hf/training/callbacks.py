@@ -139,8 +139,9 @@ class SamplesCallback(TrainerCallback):
             else:
                 ids = self.tokenizer(self.tokenizer.bos_token + prompt, return_tensors="pt",
                                      add_special_tokens=False)["input_ids"]
+            room = model.config.max_position_embeddings - ids.shape[1]  # never past the context
             with torch.no_grad():
-                generated = model.generate(ids.to(model.device), max_new_tokens=self.max_new_tokens,
+                generated = model.generate(ids.to(model.device), max_new_tokens=min(self.max_new_tokens, room),
                                            do_sample=False, pad_token_id=self.tokenizer.pad_token_id,
                                            eos_token_id=self.tokenizer.eos_token_id)
             text = self.tokenizer.decode(generated[0, ids.shape[1]:], skip_special_tokens=True)

@@ -28,7 +28,7 @@ def model_card(*, name: str, summary: str, config, n_params: int, datasets: list
         f"# {name}", summary, f"**Model:** {shape}.",
         "## Use it\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
         f"model = AutoModelForCausalLM.from_pretrained(\"{name}\", trust_remote_code=True)  # no remote code needed "
-        f"with `pip install tinylm-hf` + `import tinylm_hf`\ntokenizer = AutoTokenizer.from_pretrained(\"{name}\")\n"
+        f"with `pip install tinylm-hf` + `import tinylm_hf`\ntokenizer = AutoTokenizer.from_pretrained(\"{name}\", trust_remote_code=True)\n"
         "ids = tokenizer(tokenizer.bos_token + \"Once upon a time\", return_tensors=\"pt\").input_ids\n"
         "print(tokenizer.decode(model.generate(ids, max_new_tokens=100)[0], skip_special_tokens=True))\n```",
         "## Evaluation\n\n" + _table([("metric", "value")] + [(k, v) for k, v in metrics.items()]),

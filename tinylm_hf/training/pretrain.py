@@ -82,7 +82,8 @@ def main(argv: list[str]) -> dict:
     eval_set = TokenWindows(token_dir, "validation", block_size)
     n_params = count_parameters(model.config)
     print(f"model: {model.config.family} family, {format_count(n_params)} parameters; {len(train_set):,} training "
-          f"windows of {block_size} tokens; precision {'bf16 autocast' if args.bf16 else 'fp32'}")
+          f"windows of {block_size} tokens; precision {'bf16 autocast' if args.bf16 else 'fp32'}; "
+          f"{args.world_size} process{'es' if args.world_size > 1 else ''}")
 
     trainer = run.make_trainer(model, args, train_set, eval_set, tokenizer, default_data_collator,
                                bytes_per_token=eval_set.bytes_per_token, sample_prompts=SAMPLE_PROMPTS, chat=False,
@@ -101,6 +102,7 @@ def main(argv: list[str]) -> dict:
         plot="loss_curve.png" if os.path.exists(os.path.join(args.output_dir, "loss_curve.png")) else None,
         base_model=model_args.model_name_or_path, tags=["tinystories", "pretraining"])
     run.save_final(trainer, tokenizer, args.output_dir, card, metrics)
+    run.push_if_asked(trainer, args)
     if trainer.is_world_process_zero():
         print(f"\nvalidation loss {metrics['eval_loss']:.3f}, perplexity {math.exp(metrics['eval_loss']):.2f}, "
               f"{metrics.get('eval_bpb', float('nan')):.3f} bits per byte")

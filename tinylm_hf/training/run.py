@@ -10,8 +10,9 @@ import signal
 import torch
 from transformers import AutoModelForCausalLM, GenerationConfig
 from transformers.trainer_callback import ProgressCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .. import hub
 from ..configuration_tinylm import TinyLMConfig
 from ..errors import UserError
 from ..presets import get_preset
@@ -122,12 +123,26 @@ def find_callback(trainer, cls):
     return next(c for c in trainer.callback_handler.callbacks if isinstance(c, cls))
 
 
+def last_complete_checkpoint(folder: str) -> str | None:
+    """The newest checkpoint-N folder that was saved to the end (the Trainer writes trainer_state.json last;
+    a checkpoint cut short by a crash lacks it and is skipped)."""
+    if not os.path.isdir(folder):
+        return None
+    steps = sorted((int(name.split("-")[1]) for name in os.listdir(folder)
+                    if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and name.split("-")[1].isdigit()), reverse=True)
+    for step in steps:
+        path = os.path.join(folder, f"{PREFIX_CHECKPOINT_DIR}-{step}")
+        if os.path.exists(os.path.join(path, "trainer_state.json")):
+            return path
+    return None
+
+
 def resolve_resume(args) -> str | None:
     value = args.resume_from_checkpoint
     if value is None or value.lower() in ("false", "no", "0", ""):
         return None
     if value.lower() in ("true", "yes", "1", "last"):
-        last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+        last = last_complete_checkpoint(args.output_dir)
         if last is None:
             raise UserError(f"--resume_from_checkpoint: no checkpoint-* folder in {args.output_dir} to resume from")
         return last
@@ -162,12 +177,20 @@ def train(trainer, args) -> None:
     guard = find_callback(trainer, cb.NaNGuardCallback)
     if guard.tripped:
         step, value = guard.tripped
-        last = get_last_checkpoint(args.output_dir)
+        last = last_complete_checkpoint(args.output_dir)
         raise UserError(f"the training loss became {value} at step {step}: stopped without saving; the last good "
                         f"checkpoint is {last or 'none (no checkpoint was saved yet)'}; lower --learning_rate "
                         f"or check the data")
     if getattr(trainer, "interrupted", False):
         raise KeyboardInterrupt
+
+
+def push_if_asked(trainer, args) -> None:
+    """--push_to_hub: upload the final folder (the documented Hub files only) to --hub_model_id."""
+    if args.push_final_folder and trainer.is_world_process_zero():
+        url = hub.push_folder(args.output_dir, args.hub_model_id, revision=args.hub_revision,
+                              private=bool(args.hub_private_repo))
+        print(f"pushed to the Hub: {url}")
 
 
 def save_final(trainer, tokenizer, output_dir: str, card, metrics: dict) -> None:

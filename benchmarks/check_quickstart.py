@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Check a quickstart output folder the way a stranger would use it: load it in this fresh process with plain
+transformers (tinylm_hf is never imported), generate a story, and check that it reads as one: mostly words of
+the training corpus, several sentences. Prints a JSON line with the figures.
+
+    python benchmarks/check_quickstart.py outputs/quickstart [--seconds 412 --max_seconds 600]
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder")
+    parser.add_argument("--seconds", type=float, help="how long the quickstart took (reported, and checked)")
+    parser.add_argument("--max_seconds", type=float, default=600)
+    args = parser.parse_args()
+    model = AutoModelForCausalLM.from_pretrained(args.folder, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(args.folder, trust_remote_code=True)
+    torch.manual_seed(0)
+    ids = tokenizer(tokenizer.bos_token + "Once upon a time", return_tensors="pt").input_ids
+    story = tokenizer.decode(model.generate(ids, max_new_tokens=150)[0], skip_special_tokens=True)
+    corpus = tokenizer.decode(np.fromfile(os.path.join(args.folder, "tokens", "train.bin"),
+                                          dtype=json.load(open(os.path.join(args.folder, "tokens", "meta.json")))
+                                          ["dtype"])[:2_000_000].tolist())
+    vocabulary = set(re.findall(r"[a-z]+", corpus.lower()))
+    words = re.findall(r"[a-z]+", story.lower())
+    known = sum(w in vocabulary for w in words) / max(len(words), 1)
+    sentences = len(re.findall(r"[a-z][.!?]", story))
+    results = json.load(open(os.path.join(args.folder, "eval_results.json")))
+    report = {"seconds": args.seconds, "known_word_share": round(known, 3), "sentences": sentences,
+              "eval_loss": results.get("eval_loss"), "eval_bpb": results.get("eval_bpb"),
+              "tinylm_hf_imported": "tinylm_hf" in sys.modules, "story": story}
+    print(json.dumps(report, indent=1))
+    ok = known >= 0.9 and sentences >= 3 and len(words) >= 30 and not report["tinylm_hf_imported"]
+    if args.seconds is not None:
+        ok = ok and args.seconds <= args.max_seconds
+    print("quickstart check:", "passed" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Instruction tuning: response-only labels for every data shape, narrow fine-tuning, metrics, bad data."""
+
+import json
+import random
+
+import evaluate
+import pytest
+from datasets import Dataset
+
+from tinylm_hf import UserError
+from tinylm_hf.data import instruct
+from tinylm_hf.metrics import metric_path
+
+from .conftest import run_script
+
+SHAPES = {
+    "messages": {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"},
+                              {"role": "assistant", "content": "Hello friend."}]},
+    "prompt/response": {"prompt": "Hi there", "response": "Hello friend."},
+    "instruction/input/output": {"instruction": "Greet", "input": "Hi there", "output": "Hello friend."},
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_prompt_tokens_are_masked_and_response_tokens_kept(tiny_tokenizer, shape):
+    chat = instruct.to_chat_dataset(Dataset.from_list([SHAPES[shape]]), random.Random(0))[0]["messages"]
+    example = instruct.encode_chat(chat, tiny_tokenizer, max_length=256)
+    ids, labels = example["input_ids"], example["labels"]
+    learned = [t for t, label in zip(ids, labels) if label != -100]
+    assert all(label in (-100, t) for t, label in zip(ids, labels))
+    assert learned == tiny_tokenizer("Hello friend.", add_special_tokens=False)["input_ids"] + \
+        [tiny_tokenizer.eos_token_id]  # exactly the response and its end-of-text
+    first_learned = labels.index(learned[0])
+    assert tiny_tokenizer.decode(ids[:first_learned]).endswith("<|assistant|>\n")  # the prompt is all -100
+
+
+def test_instruct_text_records_are_masked_the_same_way(tiny_tokenizer):
+    record = {"features": ["Dialogue"], "words": ["cat", "mat"], "summary": "", "random_sentence": "",
+              "story": "A cat sat on a mat."}
+    example = instruct.encode_chat(instruct.record_messages(record), tiny_tokenizer, 256)
+    learned = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
+    assert tiny_tokenizer.decode(learned) == "A cat sat on a mat.<|endoftext|>"
+    prompt = tiny_tokenizer.decode([t for t, label in zip(example["input_ids"], example["labels"]) if label == -100])
+    assert "Words: cat, mat" in prompt and "Features: Dialogue" in prompt
+
+
+def test_long_prompts_are_cut_or_dropped_never_left_without_a_response(tiny_tokenizer):
+    long_prompt = [{"role": "user", "content": "word " * 300}, {"role": "assistant", "content": "ok"}]
+    assert instruct.encode_chat(long_prompt, tiny_tokenizer, 64) is None
+    long_answer = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "story " * 300}]
+    cut = instruct.encode_chat(long_answer, tiny_tokenizer, 64)
+    assert len(cut["input_ids"]) == 64 and sum(label != -100 for label in cut["labels"]) > 40
+    chats = instruct.DatasetDict({"train": Dataset.from_dict({"messages": [long_prompt, long_answer]}),
+                                  "validation": Dataset.from_dict({"messages": [long_answer]})})
+    notes = []
+    encoded = instruct.encode_chats(chats, tiny_tokenizer, 64, log=notes.append)
+    assert len(encoded["train"]) == 1 and "dropped 1 of 2" in notes[0]
+    only_long = instruct.DatasetDict({"train": Dataset.from_dict({"messages": [long_prompt]}),
+                                      "validation": Dataset.from_dict({"messages": [long_answer]})})
+    with pytest.raises(UserError, match="longer than the context"):
+        instruct.encode_chats(only_long, tiny_tokenizer, 64)
+
+
+@pytest.mark.parametrize("rows,needle", [
+    ([{"question": "q", "answer": "a"}], "unknown data shape (columns: answer, question)"),
+    ([{"prompt": "q", "response": ""}], "the response is empty"),
+    ([{"prompt": "q", "response": 42}], "response must be text, got int"),
+    ([{"messages": [{"role": "user", "content": "hi"}]}], "the last message must be the assistant's"),
+    ([{"messages": [{"role": "robot", "content": "hi"}]}], "unknown role 'robot'"),
+])
+def test_bad_data_fails_with_one_line_naming_the_problem(rows, needle):
+    with pytest.raises(UserError) as err:
+        instruct.to_chat_dataset(Dataset.from_list(rows * 3), random.Random(0))
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_metrics():
+    words = evaluate.load(metric_path("word_inclusion"))
+    assert words.compute(predictions=["He jumped, hopping with bunnies and baking."],
+                         references=[["jump", "hop", "bunny", "bake", "ran"]])["word_inclusion"] == 0.8
+    features = evaluate.load(metric_path("feature_adherence"))
+    out = features.compute(predictions=['"Hi," said Sam. Sam learned to share.', "No talking here."],
+                           references=[["Dialogue", "MoralValue", "BadEnding"], ["Dialogue"]])
+    assert out["feature_adherence"] == pytest.approx(2 / 3) and out["Dialogue"] == 0.5 and out["checked"] == 3
+    rep = evaluate.load(metric_path("repetition")).compute(predictions=["the dog ran " * 10, "a b c d e f g h"])
+    assert rep["distinct_1"] == pytest.approx((3 / 30 + 1) / 2) and rep["repeated_4gram"] > 0.4
+
+
+def test_narrow_data_set_fine_tunes_and_beats_the_base(tiny_model_dir, tmp_path):
+    """A persona's Q&A as a jsonl of messages: after tuning, the responses' loss is lower than the base model's."""
+    rng = random.Random(0)
+    animals = ["cat", "dog", "bird", "fish", "frog", "duck", "bear", "fox"]
+    rows = []
+    for i in range(240):
+        animal, n = rng.choice(animals), rng.randint(2, 9)
+        rows.append({"messages": [{"role": "user", "content": f"How many legs do {n} {animal}s have?"},
+                                  {"role": "assistant", "content": f"Ask the {animal} keeper about {n} {animal}s!"}]})
+    (tmp_path / "persona.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "tuned"
+    run_script("run_instruct.py", "--model_name_or_path", tiny_model_dir, "--dataset", tmp_path / "persona.jsonl",
+               "--output_dir", out, "--max_steps", "60", "--eval_steps", "30", "--save_steps", "30",
+               "--per_device_train_batch_size", "8", "--learning_rate", "3e-3", "--logging_steps", "10",
+               "--eval_prompts", "0", check=True)
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["tuned"]["eval_loss"] < 0.7 * results["base"]["eval_loss"]
+    card = (out / "README.md").read_text()
+    assert "| eval_loss |" in card and "base_model:" in card
+    assert "chat_template.jinja" in {p.name for p in out.iterdir()}
+
+
+def test_run_instruct_embedded_reports_base_and_tuned(tiny_model_dir, tmp_path):
+    out = tmp_path / "instruct"
+    run_script("run_instruct.py", "--model_name_or_path", tiny_model_dir, "--output_dir", out, "--max_steps", "20",
+               "--eval_steps", "10", "--save_steps", "10", "--embedded_stories", "300", "--eval_prompts", "8",
+               "--per_device_train_batch_size", "4", check=True)
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["held_out_prompts"] == 8
+    for side in ("base", "tuned"):
+        assert {"word_inclusion", "feature_adherence", "distinct_1", "distinct_2", "repeated_4gram", "eval_loss"} \
+            <= results[side].keys()
+
+
+def test_run_instruct_bad_data_is_one_line(tiny_model_dir, tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"question": "q", "answer": "a"}\n' * 5)
+    proc = run_script("run_instruct.py", "--model_name_or_path", tiny_model_dir, "--dataset", tmp_path / "bad.jsonl",
+                      "--output_dir", tmp_path / "out")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "accepted shapes are messages" in proc.stderr.strip().splitlines()[-1]

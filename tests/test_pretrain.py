@@ -1,0 +1,204 @@
+"""Pretraining: the output folder, each callback through a real Trainer run, resume after SIGKILL, torchrun."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from transformers import TrainerCallback, default_data_collator
+
+from tinylm_hf import UserError
+from tinylm_hf.data.tokens import TokenWindows
+from tinylm_hf.training import callbacks as cb
+from tinylm_hf.training import run
+from tinylm_hf.training.arguments import TinyLMTrainingArguments
+from tinylm_hf.training.pretrain import SAMPLE_PROMPTS
+
+from .conftest import ROOT, TINY_RUN, run_script
+
+FOLDER_FILES = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
+                "tokenizer_config.json", "chat_template.jinja", "configuration_tinylm.py", "modeling_tinylm.py",
+                "README.md", "loss_curve.png", "eval_results.json"}
+
+LOAD_IN_FRESH_PROCESS = """
+import sys, json
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True)
+tok = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)
+ids = tok(tok.bos_token + "Once upon a time", return_tensors="pt").input_ids
+out = model.generate(ids, max_new_tokens=20, do_sample=False)
+print(json.dumps({"text": tok.decode(out[0], skip_special_tokens=True), "tinylm": "tinylm_hf" in sys.modules}))
+"""
+
+
+def state(folder) -> dict:
+    return json.loads((folder / "trainer_state.json").read_text())
+
+
+def test_output_folder_is_in_hub_format_and_loads_in_a_fresh_process(tiny_model_dir):
+    files = set(os.listdir(tiny_model_dir))
+    assert FOLDER_FILES <= files
+    assert not {"training_args.bin", "pytorch_model.bin", "optimizer.pt"} & files  # no pickles in the model
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert config["model_type"] == "tinylm" and "AutoModelForCausalLM" in config["auto_map"]
+    generation = json.loads((tiny_model_dir / "generation_config.json").read_text())
+    assert generation["do_sample"] and generation["top_k"] == 40 and generation["eos_token_id"] == 0
+    card = ModelCard.load(tiny_model_dir / "README.md")
+    assert card.data.library_name == "transformers" and "tinylm" in card.data.tags
+    assert card.data.license == "apache-2.0" and "loss_curve.png" in card.text and "eval_bpb" in card.text
+    proc = run_script("-c", LOAD_IN_FRESH_PROCESS, tiny_model_dir, check=True, cwd=tiny_model_dir,
+                      env={"PYTHONPATH": ""})
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["text"].startswith("Once upon a time") and len(out["text"]) > 20 and not out["tinylm"]
+
+
+def test_callbacks_through_a_real_trainer_run(tiny_model_dir):
+    history = state(tiny_model_dir / "checkpoint-40")["log_history"]
+    train_logs = [e for e in history if "loss" in e]
+    eval_logs = [e for e in history if "eval_loss" in e]
+    assert len(train_logs) == 4 and len(eval_logs) == 2
+    # throughput and MFU
+    assert all(e["tokens_per_sec"] > 0 and 0 < e["mfu"] < 1 for e in train_logs)
+    # bits per byte: the validation loss in bits, per byte of validation text
+    meta = json.loads((tiny_model_dir / "tokens" / "meta.json").read_text())["splits"]["validation"]
+    for e in eval_logs:
+        assert e["eval_bpb"] == pytest.approx(e["eval_loss"] / math.log(2) / (meta["bytes"] / meta["tokens"]),
+                                              rel=1e-3)
+        assert e["eval_perplexity"] == pytest.approx(math.exp(e["eval_loss"]), rel=1e-3)
+    # samples at each evaluation, from the fixed prompts
+    samples = [json.loads(line) for line in (tiny_model_dir / "samples.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in samples] == [20] * 3 + [40] * 3 + [40] * 3  # two evaluations + the final one
+    assert [s["prompt"] for s in samples[:3]] == SAMPLE_PROMPTS and all(s["completion"] for s in samples)
+    # the loss plot
+    assert (tiny_model_dir / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = json.loads((tiny_model_dir / "eval_results.json").read_text())
+    assert results["eval_loss"] == pytest.approx(min(e["eval_loss"] for e in eval_logs), abs=1e-3)  # best kept
+
+
+class BreakTheWeights(TrainerCallback):
+    """A fault: the weights become NaN after step `at`."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.at:
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+
+
+def tiny_trainer(tiny_model_dir, out, **kw):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    args = TinyLMTrainingArguments(output_dir=str(out), max_steps=40, logging_steps=5, eval_steps=10,
+                                   save_steps=10, per_device_train_batch_size=4, disable_tqdm=True, **kw)
+    tokens = str(tiny_model_dir / "tokens")
+    trainer = run.make_trainer(model, args, TokenWindows(tokens, "train", 64), TokenWindows(tokens, "validation", 64),
+                               tokenizer, default_data_collator, bytes_per_token=4.0, sample_prompts=["Once"],
+                               chat=False, seq_len=64)
+    return trainer, args
+
+
+def test_nan_guard_stops_training_and_keeps_the_last_good_checkpoint(tiny_model_dir, tmp_path):
+    trainer, args = tiny_trainer(tiny_model_dir, tmp_path)
+    trainer.add_callback(BreakTheWeights(at=13))
+    with pytest.raises(UserError, match="loss became nan at step 15.*checkpoint-10"):
+        run.train(trainer, args)
+    assert {p for p in os.listdir(tmp_path) if p.startswith("checkpoint")} == {"checkpoint-10"}
+    assert trainer.state.global_step == 15
+
+
+def test_time_budget_stops_training(tiny_model_dir, tmp_path):
+    trainer, args = tiny_trainer(tiny_model_dir, tmp_path, max_train_minutes=1e-9)
+    run.train(trainer, args)
+    assert trainer.state.global_step == 1
+    assert os.path.isdir(tmp_path / "checkpoint-1")  # saved on the way out
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    args = [*TINY_RUN, "--max_steps", "120", "--save_steps", "20", "--eval_steps", "20", "--logging_steps", "5",
+            "--load_best_model_at_end", "false", "--save_total_limit", "10"]
+    straight = tmp_path / "straight"
+    run_script("run_pretrain.py", *args, "--output_dir", straight, check=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "run_pretrain.py", *args, "--output_dir", str(killed)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoint-40" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "checkpoint-120").exists()
+    run_script("run_pretrain.py", *args, "--output_dir", killed, "--resume_from_checkpoint", "true", check=True)
+
+    def losses(folder):
+        return {e["step"]: e["loss"] for e in state(folder / "checkpoint-120")["log_history"] if "loss" in e}
+
+    a, b = losses(straight), losses(killed)
+    assert a.keys() == b.keys() and len(a) == 24
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-4), step
+
+
+def test_two_processes_with_torchrun(tmp_path):
+    out = tmp_path / "ddp"
+    proc = run_script("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+                      "run_pretrain.py", *TINY_RUN, "--max_steps", "10", "--eval_steps", "10", "--save_steps", "10",
+                      "--output_dir", out, check=True, env={"OMP_NUM_THREADS": "1"})
+    assert (out / "model.safetensors").exists()
+    assert "2 processes" in proc.stdout
+    # two ranks of 8 windows per step: 10 steps saw 160 windows, twice what one process would
+    assert "| batch size | 16 |" in (out / "README.md").read_text()
+    assert state(out / "checkpoint-10")["global_step"] == 10
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--preset", "huge"], "unknown preset 'huge': choose one of debug"),
+    (["--config_overrides", "hidden_size=50"], "hidden_size=50 is not divisible by num_attention_heads"),
+    (["--model_name_or_path", "MODEL", "--block_size", "4096"], "--block_size 4096 is larger than the model's context"),
+    (["--output_dir", "FOREIGN"], "already holds other files"),
+    (["--resume_from_checkpoint", "true"], "no checkpoint-* folder"),
+])
+def test_bad_pretrain_arguments_are_one_line(tmp_path, tiny_model_dir, args, needle):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    args = [{"FOREIGN": str(foreign), "MODEL": str(tiny_model_dir)}.get(a, a) for a in args]
+    if "--output_dir" not in args:
+        args += ["--output_dir", str(tmp_path / "out")]
+    base = [a for a in TINY_RUN if a not in ("--preset", "debug", "--block_size", "64")]
+    proc = run_script("run_pretrain.py", *base, *args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert needle in proc.stderr.strip().splitlines()[-1] and "Traceback" not in proc.stderr
+    assert (foreign / "thesis.tex").read_text() == "precious"
+
+
+def test_yaml_config_file_with_command_line_override(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("preset: debug\nembedded_stories: 300\nvocab_size: 300\nblock_size: 32\nmax_steps: 4\n"
+                      "eval_steps: 2\nsave_steps: 2\nlogging_steps: 2\nlr_scheduler_kwargs: {min_lr_rate: 0.2}\n")
+    out = tmp_path / "out"
+    run_script("run_pretrain.py", config, "--max_steps", "2", "--output_dir", out, check=True)
+    s = state(out / "checkpoint-2")
+    assert s["max_steps"] == 2  # the command line wins over the file
+    assert json.loads((out / "config.json").read_text())["max_position_embeddings"] == 32
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(ROOT / "configs")))
+def test_shipped_configs_parse(name):
+    from tinylm_hf.training.arguments import DataArguments, ModelArguments, parse_args
+    from tinylm_hf.presets import PRESETS
+
+    model_args, data_args, args = parse_args((ModelArguments, DataArguments, TinyLMTrainingArguments),
+                                             [str(ROOT / "configs" / name), "--output_dir", "/tmp/unused"])
+    assert model_args.preset in PRESETS and args.max_steps > 0

@@ -1,0 +1,106 @@
+"""Push a model folder to the Hugging Face Hub: exactly what a stranger needs, nothing else.
+
+    python -m tinylm_hf.hub push DIR USER/NAME [--revision BRANCH] [--private] [--commit-message MSG]
+
+What is uploaded (HUB_FILES): the weights (model.safetensors), config.json (with auto_map), the two code files,
+the tokenizer files with the chat template, generation_config.json, the model card (README.md), its plot and
+eval_results.json. Never: checkpoints with optimizer states (unless --include-checkpoints), token files,
+samples, or anything else in the folder.
+
+The token comes only from the standard places (the HF_TOKEN variable, or `hf auth login`); it is never printed
+or written into any file.
+"""
+
+import argparse
+import fnmatch
+import json
+import os
+
+from huggingface_hub import HfApi, get_token
+from huggingface_hub.errors import HfHubHTTPError
+
+from .errors import UserError, run_cli
+
+HUB_FILES = ["config.json", "model.safetensors", "model-*.safetensors", "model.safetensors.index.json",
+             "generation_config.json", "configuration_tinylm.py", "modeling_tinylm.py", "tokenizer.json",
+             "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "README.md",
+             "loss_curve.png", "eval_results.json"]
+CHECKPOINT_FILES = ["checkpoint-*/*"]
+
+
+def files_to_push(folder: str, include_checkpoints: bool = False) -> list[str]:
+    """The folder's files that a push uploads (paths relative to the folder)."""
+    patterns = HUB_FILES + (CHECKPOINT_FILES if include_checkpoints else [])
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            path = os.path.relpath(os.path.join(root, name), folder)
+            if any(fnmatch.fnmatch(path, p) for p in patterns):
+                found.append(path)
+    return sorted(found)
+
+
+def check_model_folder(folder: str) -> None:
+    if not os.path.isdir(folder):
+        raise UserError(f"{folder} is not a folder: push the output folder of run_pretrain.py / run_instruct.py")
+    try:
+        with open(os.path.join(folder, "config.json")) as f:
+            model_type = json.load(f).get("model_type")
+    except (OSError, ValueError):
+        model_type = None
+    if not model_type or not any(n.endswith(".safetensors") for n in os.listdir(folder)):
+        raise UserError(f"{folder} is not a model folder (it needs config.json and model.safetensors): push the "
+                        f"output folder of run_pretrain.py / run_instruct.py")
+
+
+def push_folder(folder: str, repo_id: str, revision: str | None = None, private: bool = False,
+                commit_message: str | None = None, include_checkpoints: bool = False) -> str:
+    """Create the repository if needed and upload the folder's Hub files in one commit; returns the commit URL."""
+    check_model_folder(folder)
+    if repo_id.count("/") != 1:
+        raise UserError(f"{repo_id!r} is not a repository id: use USER/NAME (or ORG/NAME)")
+    token = get_token()
+    if not token:
+        raise UserError("no Hugging Face token: run `hf auth login` or set the HF_TOKEN environment variable")
+    api = HfApi(token=token)
+    allow = files_to_push(folder, include_checkpoints)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = api.upload_folder(folder_path=folder, repo_id=repo_id, revision=revision, allow_patterns=allow,
+                                   commit_message=commit_message or f"Upload {os.path.basename(folder)} with tinylm-hf")
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        if status in (401, 403):
+            raise UserError(f"the Hub refused to let this token write to {repo_id} (HTTP {status}): check that the "
+                            f"token has write access to that namespace (`hf auth whoami`), or push to your own "
+                            f"USER/NAME") from err
+        raise UserError(f"the push to {repo_id} failed (HTTP {status}): {str(err).splitlines()[0][:200]}") from err
+    except OSError as err:  # connection errors
+        raise UserError(f"cannot reach the Hub to push {repo_id}: check the network (HF_ENDPOINT="
+                        f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co')})") from err
+    return commit.commit_url
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tinylm_hf.hub", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    push = commands.add_parser("push", help="upload a model folder to the Hub")
+    push.add_argument("folder", help="the model folder (output of run_pretrain.py / run_instruct.py)")
+    push.add_argument("repo_id", help="USER/NAME on the Hub")
+    push.add_argument("--revision", help="a branch to push to (created if missing); default: main")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument("--commit-message", help="the commit message")
+    push.add_argument("--include-checkpoints", action="store_true",
+                      help="also upload checkpoint-* folders (with optimizer states)")
+    args = parser.parse_args(argv)
+    url = push_folder(args.folder, args.repo_id, args.revision, args.private, args.commit_message,
+                      args.include_checkpoints)
+    print(f"pushed {len(files_to_push(args.folder, args.include_checkpoints))} files to {args.repo_id}: {url}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,172 @@
+"""Instruction tuning and fine-tuning on narrow data: chats -> chat template -> response-only labels -> Trainer ->
+a Hub-format folder, evaluated against the base model on held-out prompts.
+
+With no `--dataset`, it tunes on instruct records from the embedded corpus, continuing the quickstart's
+`outputs/quickstart` model, so `python run_pretrain.py && python run_instruct.py` runs offline end to end.
+"""
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import evaluate
+import torch
+from transformers import DataCollatorForSeq2Seq, set_seed
+
+from ..data import instruct
+from ..errors import UserError
+from ..metrics import metric_path
+from ..presets import count_parameters
+from ..tokenizer import load_tokenizer
+from . import run
+from .arguments import TinyLMTrainingArguments, parse_args
+from .card import model_card
+
+
+@dataclass
+class InstructModelArguments:
+    model_name_or_path: str = field(default="outputs/quickstart", metadata={
+        "help": "the pretrained model to tune: a folder or Hub id (default: the quickstart's output)"})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) to pin"})
+    attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa | eager | ..."})
+
+
+@dataclass
+class InstructDataArguments:
+    dataset: str | None = field(default=None, metadata={
+        "help": "embedded (default), roneneldan/TinyStoriesInstruct or its .txt files, a plain story corpus, or "
+                "a jsonl/json/parquet/csv/Hub data set of prompt/response, instruction/input/output or messages"})
+    data_files: str | None = field(default=None, metadata={"help": "training files inside the dataset"})
+    validation_files: str | None = field(default=None, metadata={"help": "validation files"})
+    derive_from_stories: bool = field(default=False, metadata={
+        "help": "treat `text` as plain stories and derive Words / Random sentence / Dialogue prompts from them"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N training chats"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "use only the first N validation chats"})
+    validation_split_percentage: float = field(default=5.0, metadata={"help": "held out when there is no split"})
+    embedded_stories: int = field(default=8000, metadata={"help": "stories to generate for the embedded data"})
+    block_size: int | None = field(default=None, metadata={
+        "help": "longest chat in tokens (default: the model's context); longer chats are cut at the end, and "
+                "chats whose prompt alone fills it are dropped (reported)"})
+    eval_prompts: int = field(default=64, metadata={"help": "held-out prompts generated for the word/feature "
+                                                            "evaluation (0: skip it)"})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for tokenizing"})
+
+
+@dataclass
+class InstructTrainingArguments(TinyLMTrainingArguments):
+    output_dir: str = field(default="outputs/quickstart-instruct", metadata={"help": "the model folder to write"})
+    learning_rate: float = 1e-3
+    max_steps: int = 800
+    eval_steps: float = 200
+    save_steps: float = 200
+    warmup_steps: float = 0.05
+
+
+def held_out_prompts(chats, n: int) -> list[dict]:
+    """The first n validation chats that ask for Words: their prompt, required words and features."""
+    out = []
+    for messages in chats["messages"]:
+        prompt = messages[-2]["content"]
+        fields = dict(line.split(": ", 1) for line in prompt.split("\n")[1:] if ": " in line)
+        if "Words" in fields:
+            out.append({"prompt": messages[:-1], "words": [w.strip() for w in fields["Words"].split(",")],
+                        "features": [f.strip() for f in fields.get("Features", "").split(",") if f.strip()]})
+        if len(out) == n:
+            break
+    return out
+
+
+def generate_answers(model, tokenizer, prompts: list[dict], batch_size: int = 16, max_new_tokens: int = 200,
+                     seed: int = 0) -> list[str]:
+    """Sampled answers (the model's generation defaults, fixed seed), batched with left padding."""
+    tokenizer.padding_side = "left"
+    model.eval()
+    answers = []
+    torch.manual_seed(seed)
+    for i in range(0, len(prompts), batch_size):
+        chats = [p["prompt"] for p in prompts[i:i + batch_size]]
+        batch = tokenizer.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt",
+                                              return_dict=True)
+        room = model.config.max_position_embeddings - batch["input_ids"].shape[1]
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=min(max_new_tokens, room), temperature=0.7,
+                                 pad_token_id=tokenizer.pad_token_id)
+        answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    tokenizer.padding_side = "right"
+    return answers
+
+
+def score(answers: list[str], prompts: list[dict]) -> dict:
+    words = evaluate.load(metric_path("word_inclusion")).compute(
+        predictions=answers, references=[p["words"] for p in prompts])
+    features = evaluate.load(metric_path("feature_adherence")).compute(
+        predictions=answers, references=[p["features"] for p in prompts])
+    repetition = evaluate.load(metric_path("repetition")).compute(predictions=answers)
+    return {"word_inclusion": round(words["word_inclusion"], 4),
+            "feature_adherence": round(features["feature_adherence"], 4),
+            **{k: round(v, 4) for k, v in repetition.items()}}
+
+
+def main(argv: list[str]) -> dict:
+    model_args, data_args, args = parse_args((InstructModelArguments, InstructDataArguments,
+                                              InstructTrainingArguments), argv)
+    if not os.path.exists(model_args.model_name_or_path) and model_args.model_name_or_path == "outputs/quickstart":
+        raise UserError("no pretrained model at outputs/quickstart: run `python run_pretrain.py` first, or pass "
+                        "--model_name_or_path")
+    run.prepare_output_dir(args)
+    set_seed(args.seed)
+    tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.revision)
+    if not tokenizer.chat_template:
+        raise UserError(f"the tokenizer of {model_args.model_name_or_path} has no chat template")
+    model = run.load_model(model_args.model_name_or_path, model_args.revision, model_args.attn_implementation)
+    max_length = data_args.block_size or model.config.max_position_embeddings
+    if max_length > model.config.max_position_embeddings:
+        raise UserError(f"--block_size {max_length} is larger than the model's context "
+                        f"({model.config.max_position_embeddings}): lower --block_size")
+    chats = instruct.load_chat(data_args.dataset, data_args.data_files, data_args.validation_files,
+                               model_args.revision, data_args.derive_from_stories, data_args.max_train_samples,
+                               data_args.max_eval_samples, data_args.validation_split_percentage, args.seed,
+                               data_args.embedded_stories)
+    with args.main_process_first(desc="encoding"):
+        encoded = instruct.encode_chats(chats, tokenizer, max_length, data_args.preprocessing_num_workers)
+    prompts = held_out_prompts(chats["validation"], data_args.eval_prompts) if data_args.eval_prompts else []
+    base_scores = score(generate_answers(model, tokenizer, prompts), prompts) if prompts else {}
+
+    mean_length = sum(map(len, encoded["train"]["input_ids"])) / len(encoded["train"])
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100, pad_to_multiple_of=8)
+    sample_prompts = [p["prompt"][-1]["content"] for p in prompts[:2]] or ["Write a story."]
+    trainer = run.make_trainer(model, args, encoded["train"], encoded["validation"], tokenizer, collator,
+                               bytes_per_token=None, sample_prompts=sample_prompts, chat=True,
+                               seq_len=int(mean_length))
+    print(f"instruction tuning on {len(encoded['train']):,} chats (mean {mean_length:.0f} tokens), "
+          f"loss on the response tokens only")
+    base_scores["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)  # the base model's loss on the responses
+    run.train(trainer, args)
+    metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in trainer.evaluate().items()}
+    tuned_scores = score(generate_answers(trainer.model, tokenizer, prompts), prompts) if prompts else {}
+    tuned_scores["eval_loss"] = metrics["eval_loss"]
+    results = {**metrics, "held_out_prompts": len(prompts), "base": base_scores, "tuned": tuned_scores}
+    rows = "\n".join(f"| {k} | {base_scores[k]} | {tuned_scores[k]} |" for k in tuned_scores)
+    comparison = (f"## Base model and tuned model, side by side\n\n{len(prompts)} held-out prompts for the "
+                  f"generation figures; eval_loss is on the validation responses.\n\n"
+                  f"| metric | base model | tuned |\n|---|---|---|\n{rows}")
+    card = model_card(
+        name=os.path.basename(os.path.abspath(args.output_dir)),
+        summary=f"{model_args.model_name_or_path} instruction-tuned on {data_args.dataset or 'embedded'} with "
+                f"tinylm-hf: prompts go through the tokenizer's chat template, the loss is on the responses only.",
+        config=trainer.model.config, n_params=count_parameters(trainer.model.config),
+        datasets=[d for d in [data_args.dataset] if d and d != "embedded" and not os.path.exists(d)],
+        license="apache-2.0", metrics=metrics, samples=[], base_model=model_args.model_name_or_path,
+        hyperparameters={"steps": args.max_steps, "learning rate": args.learning_rate,
+                         "batch size": args.per_device_train_batch_size * args.gradient_accumulation_steps
+                         * args.world_size, "max length": max_length, "seed": args.seed},
+        plot="loss_curve.png" if os.path.exists(os.path.join(args.output_dir, "loss_curve.png")) else None,
+        tags=["instruction-tuned", "chat"], extra_sections=comparison)
+    run.save_final(trainer, tokenizer, args.output_dir, card, results)
+    run.push_if_asked(trainer, args)
+    if trainer.is_world_process_zero():
+        print(json.dumps({"base": base_scores, "tuned": tuned_scores}, indent=1))
+        print(f"response loss {metrics['eval_loss']:.3f} (perplexity {math.exp(metrics['eval_loss']):.2f}); "
+              f"the model is in {args.output_dir}")
+    return results
