@@ -91,7 +91,7 @@ def make_handler(state: HubState):
                 with state.lock:
                     if repo_id in state.repos:
                         return self.error(409, "You already created this model repo")
-                    state.repos[repo_id] = Repo(bool(data.get("private")))
+                    state.repos[repo_id] = Repo(data.get("visibility") == "private" or bool(data.get("private")))
                 return self.send_json({"url": f"http://{self.headers['Host']}/{repo_id}", "name": repo_id})
             m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/(preupload|commit|branch)/(.+)", path)
             if not m:

@@ -68,8 +68,9 @@ def test_push_then_pull_anywhere(tiny_model_dir, hub, tmp_path):
 def test_model_card_metadata_and_revision_pinning(tiny_model_dir, hub, tmp_path):
     run_script("-m", "tinylm_hf.hub", "push", tiny_model_dir, "alice/pinned", "--revision", "v1",
                "--commit-message", "first", env=hub.env, check=True)
-    card = run_script("-c", "from huggingface_hub import ModelCard; c = ModelCard.load('alice/pinned', "
-                            "revision='v1'); print(c.data.library_name, c.data.license, ' '.join(c.data.tags))",
+    card = run_script("-c", "from huggingface_hub import ModelCard, hf_hub_download; c = ModelCard.load("
+                            "hf_hub_download('alice/pinned', 'README.md', revision='v1')); "
+                            "print(c.data.library_name, c.data.license, ' '.join(c.data.tags))",
                       env=hub.env, check=True).stdout
     assert card.split()[:2] == ["transformers", "apache-2.0"] and "tinylm" in card
     assert set(hub.state.repos["alice/pinned"].branches["main"]) == set()  # only the branch got the files
