@@ -4,6 +4,7 @@ config file (`python run_pretrain.py configs/stories15m.yaml --max_steps 100`: t
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 
 import torch
@@ -27,7 +28,9 @@ class ModelArguments:
         default=None, metadata={"help": "an existing tokenizer (folder, Hub id, or folder with GPT-2's vocab.json + "
                                         "merges.txt); default: train a byte-level BPE on the corpus"})
     vocab_size: int = field(default=4096, metadata={"help": "vocabulary size when training a tokenizer"})
-    attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa | eager | flash_attention_2 ..."})
+    attn_implementation: str = field(default="auto", metadata={
+        "help": "auto (eager on a CPU under torch.compile, where it is fastest; else sdpa) | sdpa | eager | "
+                "flash_attention_2 ..."})
 
 
 @dataclass
@@ -71,6 +74,9 @@ class TinyLMTrainingArguments(TrainingArguments):
         default=False, metadata={"help": "allow writing into an output folder that holds something else"})
     precision: str = field(default="auto", metadata={
         "help": "auto (bf16 autocast where the CPU has AMX/AVX512-BF16 or the GPU has bf16, else fp32) | bf16 | fp32"})
+    compile: str = field(default="auto", metadata={
+        "help": "torch.compile the model: auto (on for runs of 500+ steps, where the ~15-40 s of compiling pays "
+                "back; needs a C compiler on CPU) | on | off"})
     max_train_minutes: float | None = field(default=None, metadata={"help": "stop training after this many minutes"})
     save_on_interrupt: bool = field(default=False, metadata={"help": "on Ctrl-C, save a checkpoint before exiting"})
     learning_rate: float = 1e-3
@@ -116,6 +122,11 @@ class TinyLMTrainingArguments(TrainingArguments):
                 self.use_cpu = True  # the Trainer's word for "bf16 autocast on the CPU is intended"
         if self.precision == "fp32":
             self.bf16 = False
+        if self.compile not in ("auto", "on", "off"):
+            raise UserError(f"--compile {self.compile!r}: use auto, on or off")
+        can_compile = torch.cuda.is_available() or shutil.which(os.environ.get("CXX", "g++")) is not None
+        if self.compile == "on" or (self.compile == "auto" and self.max_steps >= 500 and can_compile):
+            self.torch_compile = True
         super().__post_init__()
 
 

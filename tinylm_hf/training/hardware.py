@@ -57,3 +57,9 @@ def matmul_peak_flops(dtype: torch.dtype = torch.float32, n: int = 1024, seconds
             torch.cuda.synchronize()
         best = max(best, 2 * n**3 / (time.perf_counter() - t))
     return best
+
+
+def default_attention(compiled: bool) -> str:
+    """The attention implementation that trains fastest here: on a CPU under torch.compile, the plain (eager)
+    attention, which inductor fuses, beats the SDPA flash kernel (its CPU backward is slow); SDPA otherwise."""
+    return "eager" if compiled and not torch.cuda.is_available() else "sdpa"

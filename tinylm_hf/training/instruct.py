@@ -29,7 +29,8 @@ class InstructModelArguments:
     model_name_or_path: str = field(default="outputs/quickstart", metadata={
         "help": "the pretrained model to tune: a folder or Hub id (default: the quickstart's output)"})
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) to pin"})
-    attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa | eager | ..."})
+    attn_implementation: str = field(default="auto", metadata={
+        "help": "auto (eager on a CPU under torch.compile, else sdpa) | sdpa | eager | ..."})
 
 
 @dataclass
@@ -119,7 +120,7 @@ def main(argv: list[str]) -> dict:
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.revision)
     if not tokenizer.chat_template:
         raise UserError(f"the tokenizer of {model_args.model_name_or_path} has no chat template")
-    model = run.load_model(model_args.model_name_or_path, model_args.revision, model_args.attn_implementation)
+    model = run.load_model(model_args.model_name_or_path, model_args.revision, run.attention_for(model_args, args))
     max_length = data_args.block_size or model.config.max_position_embeddings
     if max_length > model.config.max_position_embeddings:
         raise UserError(f"--block_size {max_length} is larger than the model's context "

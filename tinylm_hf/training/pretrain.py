@@ -71,7 +71,7 @@ def main(argv: list[str]) -> dict:
         data_args.streaming, None, data_args.max_train_samples, data_args.max_eval_samples,
         data_args.validation_split_percentage, args.seed, data_args.embedded_stories)
     tokenizer = get_tokenizer(model_args, data_args, corpus, args)
-    model = run.build_model(model_args, tokenizer, data_args.block_size)
+    model = run.build_model(model_args, tokenizer, data_args.block_size, run.attention_for(model_args, args))
     block_size = data_args.block_size or model.config.max_position_embeddings
 
     token_dir = data_args.token_dir or os.path.join(args.output_dir, "tokens")

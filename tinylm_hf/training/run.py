@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..presets import get_preset
 from ..tokenizer import hub_hint
 from . import callbacks as cb
-from .hardware import matmul_peak_flops
+from .hardware import default_attention, matmul_peak_flops
 
 RUN_MARKER = ".tinylm-run"
 
@@ -52,10 +52,16 @@ def parse_overrides(text: str | None) -> dict:
     return out
 
 
-def build_model(model_args, tokenizer, block_size: int | None):
+def attention_for(model_args, args) -> str:
+    if model_args.attn_implementation == "auto":
+        return default_attention(args.torch_compile)
+    return model_args.attn_implementation
+
+
+def build_model(model_args, tokenizer, block_size: int | None, attention: str = "sdpa"):
     """A fresh model from a preset (vocabulary and special ids from the tokenizer), or a saved one."""
     if model_args.model_name_or_path:
-        model = load_model(model_args.model_name_or_path, model_args.revision, model_args.attn_implementation)
+        model = load_model(model_args.model_name_or_path, model_args.revision, attention)
         if len(tokenizer) > model.config.vocab_size:
             raise UserError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary is "
                             f"{model.config.vocab_size}: use the tokenizer the model was trained with")
@@ -67,8 +73,7 @@ def build_model(model_args, tokenizer, block_size: int | None):
                                 **({"max_position_embeddings": block_size} if block_size else {}), **overrides)
         except ValueError as err:
             raise UserError(f"impossible model shape: {err}") from err
-        config._attn_implementation = model_args.attn_implementation
-        model = AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config, attn_implementation=attention)
     if block_size and block_size > model.config.max_position_embeddings:
         raise UserError(f"--block_size {block_size} is larger than the model's context "
                         f"({model.config.max_position_embeddings}): lower --block_size")

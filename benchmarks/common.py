@@ -1,0 +1,60 @@
+"""Shared by the benchmarks: the reference shape, stock peer models of the same shape, table + JSON output."""
+
+import json
+import os
+import platform
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from tinylm_hf import TinyLMConfig, TinyLMForCausalLM
+from tinylm_hf.training.hardware import device_name
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
+
+
+def add_shape_arguments(parser):
+    parser.add_argument("--vocab", type=int, default=4096)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--context", type=int, default=256)
+    parser.add_argument("--quick", action="store_true", help="a short run")
+
+
+def build(name: str, a):
+    """Our model (gpt / llama family) or the stock peer with the same shape, freshly initialised (seed 0)."""
+    torch.manual_seed(0)
+    shape = dict(vocab_size=a.vocab, hidden_size=a.hidden, num_hidden_layers=a.layers, num_attention_heads=a.heads,
+                 max_position_embeddings=a.context, eos_token_id=0, pad_token_id=1, bos_token_id=0)
+    if name == "tinylm-gpt":
+        return TinyLMForCausalLM(TinyLMConfig(family="gpt", **shape))
+    if name == "tinylm-llama":
+        return TinyLMForCausalLM(TinyLMConfig(family="llama", **shape))
+    if name == "GPT2LMHeadModel":
+        return GPT2LMHeadModel(GPT2Config(vocab_size=a.vocab, n_embd=a.hidden, n_layer=a.layers, n_head=a.heads,
+                                          n_positions=a.context, eos_token_id=0, bos_token_id=0, pad_token_id=1))
+    if name == "LlamaForCausalLM":
+        ours = TinyLMConfig(family="llama", **shape)
+        return LlamaForCausalLM(LlamaConfig(**shape, intermediate_size=ours.intermediate_size,
+                                            tie_word_embeddings=True))
+    raise ValueError(name)
+
+
+PEERS = {"tinylm-gpt": "GPT2LMHeadModel", "tinylm-llama": "LlamaForCausalLM"}
+
+
+def report(name: str, rows: list[dict], extra: dict) -> None:
+    """Print rows as a table and write them, with the machine, to benchmarks/results/NAME.json."""
+    columns = list(rows[0])
+    widths = [max(len(str(c)), *(len(str(r[c])) for r in rows)) for c in columns]
+    print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths)))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(w) for c, w in zip(columns, widths)))
+    for k, v in extra.items():
+        print(f"{k}: {v}")
+    os.makedirs(RESULTS, exist_ok=True)
+    machine = {"device": device_name(), "torch": torch.__version__, "python": platform.python_version()}
+    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
+        json.dump({"machine": machine, **extra, "rows": rows}, f, indent=1)
+    print(f"wrote {os.path.join(RESULTS, name + '.json')}")

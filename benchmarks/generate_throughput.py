@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Generation throughput: new tokens/s of generate() with the KV cache (greedy and sampled; batch 1 and 8;
+256 new tokens) and the time to first token, for TinyLM (gpt and llama families) against the stock
+GPT2LMHeadModel and LlamaForCausalLM of the same shape, alternating in one run.
+
+    python benchmarks/generate_throughput.py [--quick]
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import PEERS, add_shape_arguments, build, report  # noqa: E402
+
+
+def timed_generate(model, ids, new_tokens: int, sample: bool) -> float:
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                             min_new_tokens=new_tokens, do_sample=sample, top_k=40 if sample else None,
+                             eos_token_id=None, pad_token_id=1)
+    assert out.shape[1] == ids.shape[1] + new_tokens
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_shape_arguments(parser)
+    parser.add_argument("--new_tokens", type=int, default=256)
+    parser.add_argument("--prompt", type=int, default=16, help="prompt length in tokens")
+    a = parser.parse_args()
+    a.context = max(a.context, a.prompt + a.new_tokens)
+    new_tokens = 64 if a.quick else a.new_tokens
+    repeats = 1 if a.quick else 3
+    models = {name: build(name, a).eval() for name in ["tinylm-gpt", "GPT2LMHeadModel", "tinylm-llama",
+                                                       "LlamaForCausalLM"]}
+    best: dict = {}
+    ttft: dict = {}
+    for batch in (1, 8):
+        ids = torch.randint(2, a.vocab, (batch, a.prompt), generator=torch.Generator().manual_seed(0))
+        for name, model in models.items():
+            timed_generate(model, ids, 4, False)  # warm up
+        for _ in range(repeats):
+            for name, model in models.items():  # alternate, so machine noise hits every model alike
+                for sample in (False, True):
+                    key = (name, batch, "sampled" if sample else "greedy")
+                    best[key] = min(best.get(key, 1e9), timed_generate(model, ids, new_tokens, sample))
+                ttft[(name, batch)] = min(ttft.get((name, batch), 1e9), timed_generate(model, ids, 1, False))
+    rows, ratios = [], {}
+    for (name, batch, mode), seconds in best.items():
+        rows.append({"model": name, "batch": batch, "mode": mode,
+                     "new tokens/s": round(batch * new_tokens / seconds),
+                     "first token ms": round(ttft[(name, batch)] * 1000, 1)})
+    for ours, peer in PEERS.items():
+        for batch in (1, 8):
+            for mode in ("greedy", "sampled"):
+                ratios[f"{ours} / {peer}, batch {batch}, {mode}"] = round(
+                    best[(peer, batch, mode)] / best[(ours, batch, mode)], 2)
+    report("generate_throughput", rows, {"shape": f"vocab {a.vocab}, hidden {a.hidden}, {a.layers} layers, "
+                                         f"{a.heads} heads; prompt {a.prompt}, {new_tokens} new tokens, fp32, "
+                                         f"KV cache", "ratios": ratios})
+
+
+if __name__ == "__main__":
+    main()
