@@ -11,7 +11,7 @@ from .hub_server import TOKENS, HubServer
 
 TOKEN = next(iter(TOKENS))
 EXPECTED = {"config.json", "model.safetensors", "generation_config.json", "configuration_tinylm.py",
-            "modeling_tinylm.py", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "README.md",
+            "modeling_tinylm.py", "tokenizer.json", "tokenizer_config.json", "README.md",
             "loss_curve.png", "eval_results.json"}
 
 PULL = """
@@ -47,7 +47,7 @@ def pull(hub, repo, revision, mode, tmp_path, cwd):
 
 def test_push_then_pull_anywhere(tiny_model_dir, hub, tmp_path):
     proc = run_script("-m", "tinylm_hf.hub", "push", tiny_model_dir, "alice/tiny-stories", env=hub.env, check=True)
-    assert "pushed 11 files to alice/tiny-stories" in proc.stdout
+    assert "pushed 10 files to alice/tiny-stories" in proc.stdout
     pushed = set(hub.state.repos["alice/tiny-stories"].branches["main"])
     assert pushed == EXPECTED == set(files_to_push(str(tiny_model_dir)))  # exactly the documented list
     assert TOKEN not in proc.stdout + proc.stderr
@@ -55,7 +55,7 @@ def test_push_then_pull_anywhere(tiny_model_dir, hub, tmp_path):
     local = pull(hub, str(tiny_model_dir), "main", "remote", tmp_path, tmp_path)
     # 1. a process without tinylm_hf, trusting the repository's code
     remote = pull(hub, "alice/tiny-stories", "main", "remote", tmp_path, tmp_path)
-    assert not remote["package"] and "tinylm_hf" not in remote["class"] and remote["template"]
+    assert not remote["package"] and "tinylm_hf" not in remote["class"]
     assert remote["tokens"] == local["tokens"]
     # 2. with tinylm_hf installed: our classes, the repository's code never runs (it would fail now)
     repo = hub.state.repos["alice/tiny-stories"]

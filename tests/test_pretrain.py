@@ -23,7 +23,7 @@ from tinylm_hf.training.pretrain import SAMPLE_PROMPTS
 from .conftest import ROOT, TINY_RUN, run_script
 
 FOLDER_FILES = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
-                "tokenizer_config.json", "chat_template.jinja", "configuration_tinylm.py", "modeling_tinylm.py",
+                "tokenizer_config.json", "configuration_tinylm.py", "modeling_tinylm.py",
                 "README.md", "loss_curve.png", "eval_results.json"}
 
 LOAD_IN_FRESH_PROCESS = """
@@ -45,6 +45,7 @@ def test_output_folder_is_in_hub_format_and_loads_in_a_fresh_process(tiny_model_
     files = set(os.listdir(tiny_model_dir))
     assert FOLDER_FILES <= files
     assert not {"training_args.bin", "pytorch_model.bin", "optimizer.pt"} & files  # no pickles in the model
+    assert "chat_template.jinja" not in files  # pretrained only: run_instruct.py adds the chat template
     config = json.loads((tiny_model_dir / "config.json").read_text())
     assert config["model_type"] == "tinylm" and "AutoModelForCausalLM" in config["auto_map"]
     generation = json.loads((tiny_model_dir / "generation_config.json").read_text())

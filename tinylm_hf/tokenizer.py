@@ -63,9 +63,10 @@ def from_gpt2_files(vocab_file: str, merges_file: str) -> PreTrainedTokenizerFas
     return wrap(tokenizer)
 
 
-def load_tokenizer(name_or_path: str, revision: str | None = None) -> PreTrainedTokenizerFast:
+def load_tokenizer(name_or_path: str, revision: str | None = None, add_chat_template: bool = True
+                   ) -> PreTrainedTokenizerFast:
     """A saved tokenizer folder or Hub id; a folder holding GPT-2's vocab.json + merges.txt also works.
-    Our special tokens and chat template are added when missing."""
+    Our special tokens are added when missing, and the chat template too unless add_chat_template=False."""
     vocab, merges = os.path.join(name_or_path, "vocab.json"), os.path.join(name_or_path, "merges.txt")
     if os.path.isdir(name_or_path) and not os.path.exists(os.path.join(name_or_path, "tokenizer.json")) \
             and os.path.exists(vocab) and os.path.exists(merges):
@@ -87,7 +88,7 @@ def load_tokenizer(name_or_path: str, revision: str | None = None) -> PreTrained
         tokenizer.pad_token = PAD
     if tokenizer.bos_token is None:
         tokenizer.bos_token = tokenizer.eos_token
-    if not tokenizer.chat_template:
+    if add_chat_template and not tokenizer.chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 

@@ -101,6 +101,7 @@ def main(argv: list[str]) -> dict:
         hyperparameters=hyperparameters(args, block_size, meta), metrics=metrics, samples=samples,
         plot="loss_curve.png" if os.path.exists(os.path.join(args.output_dir, "loss_curve.png")) else None,
         base_model=model_args.model_name_or_path, tags=["tinystories", "pretraining"])
+    tokenizer.chat_template = None  # a pretrained model cannot follow chats yet: run_instruct.py adds the template
     run.save_final(trainer, tokenizer, args.output_dir, card, metrics)
     run.push_if_asked(trainer, args)
     if trainer.is_world_process_zero():

@@ -1,0 +1,194 @@
+"""The Gradio demo: a real server on 127.0.0.1 driven by gradio_client, and a real headless Chromium."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tinylm_hf.demo import Demo
+
+from .conftest import ROOT, run_script
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+GREEDY = dict(temperature=0.0, top_k=40, top_p=0.95, max_new_tokens=40, repetition_penalty=1.0, seed=0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chat_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model, instruction-tuned a little (so it has a chat template)."""
+    from tinylm_hf.training.instruct import main
+
+    out = tmp_path_factory.mktemp("chat") / "model"
+    main(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), "--max_steps", "30",
+          "--eval_steps", "30", "--save_steps", "30", "--embedded_stories", "300", "--eval_prompts", "0",
+          "--per_device_train_batch_size", "8", "--learning_rate", "3e-3"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(chat_model_dir):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "app.py", "--model", str(chat_model_dir), "--port", str(port)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"})
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.time() < deadline, "the demo did not start"
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
+def chat(client, message, **kw):
+    s = {**GREEDY, **kw}
+    answer, speed = client.predict(message, s["temperature"], s["top_k"], s["top_p"], s["max_new_tokens"],
+                                   s["repetition_penalty"], s["seed"], api_name="/chat")
+    return answer, speed
+
+
+def test_predict_returns_text_and_its_speed(client):
+    answer, speed = chat(client, "Write a story.\nWords: ball, happy, jump")
+    assert len(answer.split()) > 5 and "tokens/s" in speed
+
+
+def test_submit_streams_growing_partial_answers(client):
+    job = client.submit("Write a story.\nWords: kite, sad", *GREEDY.values(), api_name="/chat")
+    partials = [p[0] for p in job]
+    growing = [p for p in partials if p]
+    assert len(set(growing)) >= 5  # many distinct partial answers, not one final blob
+    assert all(b.startswith(a) for a, b in zip(growing, growing[1:]))
+
+
+def test_sliders_change_the_output(client):
+    prompt = "Write a story.\nWords: dog, run"
+    assert chat(client, prompt)[0] == chat(client, prompt)[0]  # temperature 0: deterministic
+    top1 = [chat(client, prompt, temperature=1.0, top_k=1, seed=s)[0] for s in (1, 2)]
+    assert top1[0] == top1[1] == chat(client, prompt)[0]  # top-k 1 is greedy, whatever the seed
+    hot = {chat(client, prompt, temperature=1.5, top_k=0, top_p=1.0, seed=s)[0] for s in (1, 2, 3)}
+    assert len(hot) > 1  # different seeds differ at high temperature
+    short = chat(client, prompt, max_new_tokens=5)[0]
+    assert len(short) < len(chat(client, prompt)[0])
+
+
+def test_eight_concurrent_clients_each_get_their_own_complete_answer(server, client):
+    from gradio_client import Client
+
+    prompts = [f"Write a story.\nWords: {w}" for w in ("ball", "cat", "tree", "boat", "cake", "sun", "hat", "fox")]
+    expected = [chat(client, p)[0] for p in prompts]  # one at a time
+
+    def ask(prompt):
+        return chat(Client(server, verbose=False), prompt)[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, prompts))
+    assert answers == expected  # complete, and nobody got somebody else's answer
+
+
+def test_bad_input_gets_a_clear_message_and_the_server_keeps_serving(client):
+    assert chat(client, "")[0] == "Please type a message."
+    assert "please shorten it" in chat(client, "word " * 20_000)[0]  # 100,000 characters
+    assert "please shorten it" in chat(client, "word " * 600)[0]  # fits in characters, not in the context
+    from gradio_client.exceptions import AppError
+
+    absurd = dict(temperature=-5, top_k=10**9, top_p=7, max_new_tokens=10**9, repetition_penalty=-1)
+    for name, value in absurd.items():  # the sliders' bounds: a clear message naming the limit
+        with pytest.raises(AppError, match="(less than minimum|greater than maximum) value"):
+            chat(client, "Write a story.\nWords: ball", **{name: value})
+    answer, _ = chat(client, "Write a story.\nWords: ball", seed=-3)  # an unbounded input: clamped
+    assert answer
+    assert chat(client, "Write a story.\nWords: ball")[0]  # still serving
+
+
+def test_absurd_settings_are_clamped_for_direct_callers(chat_model_dir):
+    demo = Demo(str(chat_model_dir))
+    s = demo.settings(temperature=-5, top_k=10**9, top_p=7, max_new_tokens=10**9, repetition_penalty=-1, room=100)
+    assert s["do_sample"] is False and s["max_new_tokens"] == 100 and s["repetition_penalty"] == 1.0
+    s = demo.settings(temperature=float("nan"), top_k="many", top_p=0, max_new_tokens=0, repetition_penalty=9,
+                      room=100)
+    assert s["temperature"] == demo.defaults["temperature"] and s["top_k"] == demo.defaults["top_k"]
+    assert s["top_p"] == 0.01 and s["max_new_tokens"] == 1 and s["repetition_penalty"] == 3.0
+
+
+def test_story_tab(client):
+    story, speed = client.predict("Once upon a time", "", [], "", *GREEDY.values(), api_name="/story")
+    assert story.startswith("Once upon a time") and len(story) > 30 and "tokens/s" in speed
+    told, _ = client.predict("", "ball, happy", ["Dialogue"], "", *GREEDY.values(), api_name="/story")
+    assert len(told.split()) > 5
+
+
+def test_history_longer_than_the_context_is_cut_from_the_oldest_turns(chat_model_dir):
+    demo = Demo(str(chat_model_dir))
+    history = []
+    for i in range(30):
+        history += [{"role": "user", "content": f"Story {i}."}, {"role": "assistant", "content": "A cat."}]
+    ids = demo.chat_ids("Now a dog.", history, 40)
+    text = demo.tokenizer.decode(ids[0])
+    assert ids.shape[1] <= demo.context - 16
+    assert text.startswith("<|user|>\nStory ") and "Story 29." in text and "Story 0." not in text  # whole turns
+    assert text.endswith("Now a dog.<|endoftext|><|assistant|>\n")  # the new message is whole
+
+
+def test_pretrained_only_model_completes_stories_and_explains_the_chat(tiny_model_dir):
+    demo = Demo(str(tiny_model_dir))
+    assert not demo.can_chat
+    answer = list(demo.chat("hello", []))[-1][0]
+    assert "pretrained only" in answer and "run_instruct.py" in answer
+    story = list(demo.story("Once upon a time", **GREEDY))[-1][0]
+    assert story.startswith("Once upon a time") and len(story) > len("Once upon a time")
+
+
+def test_without_a_model_it_says_what_to_run(tmp_path):
+    proc = run_script(ROOT / "app.py", cwd=tmp_path)
+    assert proc.returncode == 2 and "run `python run_pretrain.py`" in proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_a_person_chats_in_a_real_browser(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        page = browser.new_page()
+        page.goto(server)
+        box = page.locator("#chat-input textarea")
+        box.fill("Write a story.\nWords: ball, happy")
+        box.press("Enter")
+        bot = page.locator(".message.bot, [data-testid='bot']").last
+        bot.wait_for(timeout=60_000)
+        page.wait_for_function(
+            "() => { const m = document.querySelectorAll('.message.bot, [data-testid=\"bot\"]');"
+            " return m.length && m[m.length - 1].innerText.trim().split(/\\s+/).length > 5; }", timeout=60_000)
+        text = bot.inner_text()
+        shot = tmp_path / "demo.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert len(text.split()) > 5 and shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")

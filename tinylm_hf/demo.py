@@ -1,0 +1,220 @@
+"""The Gradio demo: a streaming chat with the model and a story tab. `python app.py --model DIR_OR_HUB_ID`.
+
+Generation runs in a thread with a `TextIteratorStreamer`; one lock serialises the model (the queue takes many
+users at once; each request streams in turn, with its own history, which the browser session holds). Every
+input is checked or clamped: empty or over-long messages get a clear answer, absurd slider values are clamped.
+"""
+
+import os
+import threading
+import time
+
+import torch
+from transformers import TextIteratorStreamer
+
+from .data.embedded import FEATURE_NAMES
+from .data.instruct import prompt_text
+from .errors import UserError
+from .presets import count_parameters, format_count
+from .tokenizer import load_tokenizer
+from .training.run import load_model
+
+DEFAULT_MODELS = ("outputs/quickstart-instruct", "outputs/quickstart")
+MAX_MESSAGE_CHARS = 20_000
+
+
+def find_model(model: str | None) -> str:
+    if model:
+        return model
+    for candidate in DEFAULT_MODELS:
+        if os.path.exists(os.path.join(candidate, "config.json")):
+            return candidate
+    raise UserError("no model found in outputs/quickstart-instruct or outputs/quickstart: run "
+                    "`python run_pretrain.py` (then `python run_instruct.py` for chat) first, or pass --model "
+                    "DIR_OR_HUB_ID")
+
+
+def clamp(value, low, high, default):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return default
+    return default if value != value else min(max(value, low), high)  # NaN -> default
+
+
+class Demo:
+    """The model, its tokenizer and the generation logic behind the UI (usable without Gradio)."""
+
+    def __init__(self, name_or_path: str, revision: str | None = None):
+        self.name = name_or_path
+        self.model = load_model(name_or_path, revision).eval()
+        self.tokenizer = load_tokenizer(name_or_path, revision, add_chat_template=False)
+        self.can_chat = bool(self.tokenizer.chat_template)
+        self.context = self.model.config.max_position_embeddings
+        defaults = self.model.generation_config
+        self.defaults = {"temperature": defaults.temperature or 0.8, "top_k": defaults.top_k or 40,
+                         "top_p": defaults.top_p or 0.95, "max_new_tokens": min(defaults.max_new_tokens or 200,
+                                                                                self.context - 1),
+                         "repetition_penalty": defaults.repetition_penalty or 1.0}
+        self.lock = threading.Lock()
+
+    def info(self) -> str:
+        c = self.model.config
+        return (f"**{self.name}**: {c.family} family, {format_count(count_parameters(c))} parameters, "
+                f"{c.num_hidden_layers} layers x {c.hidden_size} wide, context {c.max_position_embeddings} tokens, "
+                f"vocabulary {c.vocab_size}; {'instruction-tuned (chat enabled)' if self.can_chat else 'pretrained only'}")
+
+    def settings(self, temperature, top_k, top_p, max_new_tokens, repetition_penalty, room: int) -> dict:
+        """Generation arguments from the sliders, clamped to what makes sense (temperature 0: greedy)."""
+        d = self.defaults
+        temperature = clamp(temperature, 0.0, 5.0, d["temperature"])
+        out = {"max_new_tokens": int(clamp(max_new_tokens, 1, max(1, room), min(d["max_new_tokens"], room))),
+               "repetition_penalty": clamp(repetition_penalty, 1.0, 3.0, d["repetition_penalty"]),
+               "pad_token_id": self.tokenizer.pad_token_id, "eos_token_id": self.tokenizer.eos_token_id}
+        if temperature < 1e-3:
+            return {**out, "do_sample": False, "temperature": None, "top_k": None, "top_p": None}
+        return {**out, "do_sample": True, "temperature": temperature,
+                "top_k": int(clamp(top_k, 0, self.model.config.vocab_size, d["top_k"])),
+                "top_p": clamp(top_p, 0.01, 1.0, d["top_p"])}
+
+    def chat_ids(self, message: str, history: list[dict], max_new_tokens) -> torch.Tensor | str:
+        """The prompt through the chat template, cutting the oldest whole turns until it fits the context with
+        room to answer; a message that cannot fit on its own gets an explanation (a str) instead."""
+        turns = [{"role": m["role"], "content": m["content"]} for m in history or []
+                 if isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)]
+        want = int(clamp(max_new_tokens, 1, self.context - 1, self.defaults["max_new_tokens"]))
+        while True:
+            ids = self.tokenizer.apply_chat_template(turns + [{"role": "user", "content": message}],
+                                                     add_generation_prompt=True, return_tensors="pt",
+                                                     return_dict=True)["input_ids"]
+            if ids.shape[1] + min(want, 16) <= self.context or not turns:
+                break
+            turns = turns[2:] if len(turns) > 1 else []  # drop the oldest exchange
+        if ids.shape[1] + 1 >= self.context:
+            return (f"Your message is {ids.shape[1]} tokens long, but this model reads only {self.context} tokens "
+                    f"at a time: please shorten it.")
+        return ids
+
+    def stream(self, ids: torch.Tensor, settings: dict, seed):
+        """Yield (the growing answer, "") as tokens arrive, then (the answer, its speed)."""
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120)
+        settings = {**settings, "max_new_tokens": min(settings["max_new_tokens"], self.context - ids.shape[1])}
+
+        def work():
+            try:
+                with torch.no_grad():
+                    self.model.generate(ids, attention_mask=torch.ones_like(ids), streamer=streamer, **settings)
+            except Exception:  # the streamer must end even if generation fails
+                streamer.end()
+                raise
+
+        with self.lock:
+            torch.manual_seed(int(clamp(seed, 0, 2**31 - 1, 0)))
+            start = time.perf_counter()
+            thread = threading.Thread(target=work, daemon=True)
+            thread.start()
+            text = ""
+            for piece in streamer:
+                text += piece
+                yield text, ""
+            thread.join()
+            seconds = time.perf_counter() - start
+        n = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        yield text or "(the model ended its answer at once: try a higher temperature or another seed)", \
+            f"{n} tokens in {seconds:.2f} s ({n / max(seconds, 1e-6):.0f} tokens/s)"
+
+    def chat(self, message, history, temperature=None, top_k=None, top_p=None, max_new_tokens=None,
+             repetition_penalty=None, seed=0):
+        """The chat handler: a generator of (partial answer, speed) pairs."""
+        if not self.can_chat:
+            yield ("This model is pretrained only (its tokenizer has no chat template), so it cannot follow a chat: "
+                   "use the Story tab, or instruction-tune it with `python run_instruct.py`."), ""
+            return
+        message = message if isinstance(message, str) else ""
+        if not message.strip():
+            yield "Please type a message.", ""
+            return
+        if len(message) > MAX_MESSAGE_CHARS:
+            yield (f"Your message has {len(message):,} characters; this model reads a few hundred words at most: "
+                   f"please shorten it."), ""
+            return
+        ids = self.chat_ids(message, history, max_new_tokens)
+        if isinstance(ids, str):
+            yield ids, ""
+            return
+        yield from self.stream(ids, self.settings(temperature, top_k, top_p, max_new_tokens, repetition_penalty,
+                                                  self.context - ids.shape[1]), seed)
+
+    def story(self, opening="", words="", features=None, summary="", temperature=None, top_k=None, top_p=None,
+              max_new_tokens=None, repetition_penalty=None, seed=0):
+        """The story tab: free completion of an opening line, or (instruction-tuned models) a story from
+        TinyStories-Instruct fields."""
+        opening = (opening if isinstance(opening, str) else "")[:MAX_MESSAGE_CHARS]
+        words = [w.strip() for w in (words or "").split(",") if w.strip()]
+        features = [f for f in (features or []) if f in FEATURE_NAMES]
+        if self.can_chat and (words or features or (summary or "").strip()):
+            record = {"words": words, "features": features, "summary": (summary or "").strip()}
+            ids = self.chat_ids(prompt_text(record), [], max_new_tokens)
+            prefix = ""
+        else:
+            ids = self.tokenizer(self.tokenizer.bos_token + opening, return_tensors="pt",
+                                 add_special_tokens=False)["input_ids"][:, -(self.context - 16):]
+            prefix = opening
+        if isinstance(ids, str):
+            yield ids, ""
+            return
+        settings = self.settings(temperature, top_k, top_p, max_new_tokens, repetition_penalty,
+                                 self.context - ids.shape[1])
+        for text, speed in self.stream(ids, settings, seed):
+            yield prefix + text, speed
+
+
+def build_ui(demo: Demo):
+    import gradio as gr
+
+    d = demo.defaults
+    limit = demo.context - 1
+
+    def sliders():
+        return [gr.Slider(0.0, 2.0, value=d["temperature"], step=0.05, label="temperature (0: greedy)"),
+                gr.Slider(0, 200, value=d["top_k"], step=1, label="top-k (0: off)"),
+                gr.Slider(0.05, 1.0, value=d["top_p"], step=0.05, label="top-p"),
+                gr.Slider(1, limit, value=d["max_new_tokens"], step=1, label="max new tokens"),
+                gr.Slider(1.0, 2.0, value=d["repetition_penalty"], step=0.05, label="repetition penalty"),
+                gr.Number(value=0, precision=0, label="seed")]
+
+    with gr.Blocks(title=f"tinylm-hf: {demo.name}") as ui:
+        gr.Markdown(f"# tinylm-hf demo\n{demo.info()}")
+        speed = gr.Markdown("", elem_id="speed")
+        with gr.Tab("Chat"):
+            if not demo.can_chat:
+                gr.Markdown("**Chat is disabled**: this model is pretrained only (its tokenizer has no chat "
+                            "template). Use the Story tab, or instruction-tune it with `python run_instruct.py`.")
+
+            with gr.Accordion("Generation settings", open=False):
+                chat_controls = sliders()
+            gr.ChatInterface(demo.chat, additional_inputs=chat_controls, additional_outputs=[speed],
+                             concurrency_limit=16, api_name="chat",
+                             textbox=gr.Textbox(placeholder="Ask for a story: Words: ball, happy, jump",
+                                                interactive=demo.can_chat, elem_id="chat-input"))
+        with gr.Tab("Story"):
+            opening = gr.Textbox(label="Opening line", value="Once upon a time")
+            with gr.Row(visible=demo.can_chat):
+                words = gr.Textbox(label="Words (comma-separated)")
+                features = gr.CheckboxGroup(list(FEATURE_NAMES), label="Features")
+                summary = gr.Textbox(label="Summary")
+            with gr.Accordion("Generation settings", open=False):
+                controls = sliders()
+            output = gr.Textbox(label="Story", lines=12)
+            go = gr.Button("Write")
+
+            go.click(demo.story, [opening, words, features, summary, *controls], [output, speed], api_name="story",
+                     concurrency_limit=16)
+    return ui.queue(default_concurrency_limit=16, max_size=256)
+
+
+def launch(model: str | None, revision: str | None = None, server_name: str = "127.0.0.1", port: int = 7860,
+           share: bool = False) -> None:
+    demo = Demo(find_model(model), revision)
+    print(demo.info())
+    build_ui(demo).launch(server_name=server_name, server_port=port, share=share)
