@@ -66,8 +66,11 @@ def client(server):
 
 
 def chat(client, message, **kw):
+    """One message in a new session (a new Client: an empty history), so calls are independent."""
+    from gradio_client import Client
+
     s = {**GREEDY, **kw}
-    answer, speed = client.predict(message, s["temperature"], s["top_k"], s["top_p"], s["max_new_tokens"],
+    answer, speed = Client(client.src, verbose=False).predict(message, s["temperature"], s["top_k"], s["top_p"], s["max_new_tokens"],
                                    s["repetition_penalty"], s["seed"], api_name="/chat")
     return answer, speed
 
@@ -96,18 +99,23 @@ def test_sliders_change_the_output(client):
     assert len(short) < len(chat(client, prompt)[0])
 
 
-def test_eight_concurrent_clients_each_get_their_own_complete_answer(server, client):
-    from gradio_client import Client
-
+def test_eight_concurrent_clients_each_get_their_own_complete_answer(client):
     prompts = [f"Write a story.\nWords: {w}" for w in ("ball", "cat", "tree", "boat", "cake", "sun", "hat", "fox")]
     expected = [chat(client, p)[0] for p in prompts]  # one at a time
 
-    def ask(prompt):
-        return chat(Client(server, verbose=False), prompt)[0]
-
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(ask, prompts))
+    with ThreadPoolExecutor(8) as pool:  # eight sessions at once
+        answers = list(pool.map(lambda prompt: chat(client, prompt)[0], prompts))
     assert answers == expected  # complete, and nobody got somebody else's answer
+
+
+def test_each_session_keeps_its_own_history(server):
+    from gradio_client import Client
+
+    alice, bob = Client(server, verbose=False), Client(server, verbose=False)
+    first = alice.predict("Write a story.\nWords: ball", *GREEDY.values(), api_name="/chat")[0]
+    bob_alone = chat(alice, "Write a story.\nWords: cat")[0]  # what a new user gets
+    assert bob.predict("Write a story.\nWords: cat", *GREEDY.values(), api_name="/chat")[0] == bob_alone
+    assert first  # alice's turn did not reach bob's session
 
 
 def test_bad_input_gets_a_clear_message_and_the_server_keeps_serving(client):

@@ -20,10 +20,19 @@ def run_cli(main: Callable[[list[str]], object], argv: list[str] | None = None) 
     except (UserError, FileNotFoundError, ValueError) as err:
         if debug:
             raise
+        _close_progress_bars()
         name = "error" if isinstance(err, UserError) else type(err).__name__
         message = " ".join(str(err).split()) or repr(err)
         print(f"{name}: {message} (run with --debug for the traceback)", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _close_progress_bars() -> None:
+    """Close open tqdm bars first, so the error is the last line on the terminal."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or []):
+        bar.close()

@@ -65,12 +65,16 @@ def _encode_batch(batch, tokenizer, eos_id):
 
 
 def build_token_files(splits, tokenizer, folder: str, source: str, num_proc: int | None = None,
-                      rebuild: bool = False, log=print) -> dict:
+                      rebuild: bool = False, log=print, owned: bool = True) -> dict:
     """Tokenize each split of `splits` (a DatasetDict or IterableDatasetDict with a `text` column) into `folder`,
-    or reuse what is there when it was built from the same source with the same tokenizer."""
+    or reuse what is there when it was built from the same source with the same tokenizer.
+
+    owned=False (a folder the user named): files built with another tokenizer are refused, not replaced."""
     os.makedirs(folder, exist_ok=True)
     meta = read_meta(folder)
     tok_id = fingerprint(tokenizer)
+    if meta and not owned and not rebuild:
+        check_meta(meta, tokenizer, folder)
     if meta and not rebuild and meta.get("source") == source and meta.get("version") == FORMAT_VERSION:
         if meta.get("tokenizer") == tok_id:
             log(f"reusing token files in {folder} ({meta['splits']['train']['tokens']:,} training tokens)")

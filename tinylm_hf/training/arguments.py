@@ -31,6 +31,9 @@ class ModelArguments:
     attn_implementation: str = field(default="auto", metadata={
         "help": "auto (eager on a CPU under torch.compile, where it is fastest; else sdpa) | sdpa | eager | "
                 "flash_attention_2 ..."})
+    allow_pickle_weights: bool = field(default=False, metadata={
+        "help": "allow loading .bin (pickle) weights for --model_name_or_path; pickles can run code: only for "
+                "files you trust"})
 
 
 @dataclass
@@ -48,7 +51,9 @@ class DataArguments:
         default=5.0, metadata={"help": "share of train held out when the source has no validation split"})
     embedded_stories: int = field(default=20_000, metadata={"help": "stories to generate for --dataset embedded"})
     block_size: int | None = field(default=None, metadata={"help": "tokens per training window (default: context)"})
-    token_dir: str | None = field(default=None, metadata={"help": "token files folder (default: OUTPUT_DIR/tokens)"})
+    token_dir: str | None = field(default=None, metadata={
+        "help": "token files folder (default: OUTPUT_DIR/tokens, rebuilt when the tokenizer changes; a folder named "
+                "here is never overwritten with another tokenizer's files unless --rebuild_tokens)"})
     rebuild_tokens: bool = field(default=False, metadata={"help": "rebuild the token files even if they match"})
     random_windows: bool = field(default=False, metadata={"help": "windows at random offsets instead of in order"})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for tokenizing"})

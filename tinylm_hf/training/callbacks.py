@@ -120,6 +120,18 @@ class TimeBudgetCallback(TrainerCallback):
             control.should_training_stop = control.should_evaluate = control.should_save = True
 
 
+class SaveOnInterruptCallback(TrainerCallback):
+    """--save_on_interrupt: after Ctrl-C (`requested` set by the signal handler), finish the current step,
+    save a checkpoint and stop."""
+
+    def __init__(self):
+        self.requested = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = control.should_training_stop = True
+
+
 class SamplesCallback(TrainerCallback):
     """At each evaluation, complete a few fixed prompts; print them and append them to samples.jsonl."""
 

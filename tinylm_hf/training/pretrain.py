@@ -24,12 +24,12 @@ TOKENIZER_SOURCE = "tinylm_source.json"
 
 
 def get_tokenizer(model_args, data_args, corpus, args):
-    """The model's own tokenizer, a named one, or a byte-level BPE trained on the corpus (kept in
+    """A named tokenizer, else the model's own, else a byte-level BPE trained on the corpus (kept in
     OUTPUT_DIR/tokenizer and reused while the corpus and vocabulary size stay the same)."""
-    if model_args.model_name_or_path:
-        return load_tokenizer(model_args.model_name_or_path, model_args.revision)
     if model_args.tokenizer_name:
         return load_tokenizer(model_args.tokenizer_name)
+    if model_args.model_name_or_path:
+        return load_tokenizer(model_args.model_name_or_path, model_args.revision)
     folder = os.path.join(args.output_dir, "tokenizer")
     source = {"source": describe_source(data_args), "vocab_size": model_args.vocab_size}
     try:
@@ -77,7 +77,8 @@ def main(argv: list[str]) -> dict:
     token_dir = data_args.token_dir or os.path.join(args.output_dir, "tokens")
     with args.main_process_first(desc="token files"):
         meta = build_token_files(corpus, tokenizer, token_dir, describe_source(data_args),
-                                 num_proc=data_args.preprocessing_num_workers, rebuild=data_args.rebuild_tokens)
+                                 num_proc=data_args.preprocessing_num_workers, rebuild=data_args.rebuild_tokens,
+                                 owned=data_args.token_dir is None)
     train_set = TokenWindows(token_dir, "train", block_size, random=data_args.random_windows, seed=args.seed)
     eval_set = TokenWindows(token_dir, "validation", block_size)
     n_params = count_parameters(model.config)

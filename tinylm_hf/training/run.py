@@ -61,7 +61,8 @@ def attention_for(model_args, args) -> str:
 def build_model(model_args, tokenizer, block_size: int | None, attention: str = "sdpa"):
     """A fresh model from a preset (vocabulary and special ids from the tokenizer), or a saved one."""
     if model_args.model_name_or_path:
-        model = load_model(model_args.model_name_or_path, model_args.revision, attention)
+        model = load_model(model_args.model_name_or_path, model_args.revision, attention,
+                           model_args.allow_pickle_weights)
         if len(tokenizer) > model.config.vocab_size:
             raise UserError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary is "
                             f"{model.config.vocab_size}: use the tokenizer the model was trained with")
@@ -93,7 +94,8 @@ def load_model(name_or_path: str, revision: str | None = None, attn_implementati
             raise UserError(f"{name_or_path} is not a model folder (no config.json)")
         if not any(f.endswith(".safetensors") for f in files) and not allow_pickle:
             raise UserError(f"{name_or_path} has no .safetensors weights: pickle checkpoints (.bin) are refused "
-                            f"because loading them can run code; convert the weights to safetensors")
+                            f"because loading them can run code; convert them to safetensors, or pass "
+                            f"--allow_pickle_weights if you trust the file")
     elif name_or_path.startswith((".", "/")):
         raise UserError(f"model folder not found: {name_or_path}")
     try:
@@ -161,18 +163,20 @@ def train(trainer, args) -> None:
     full disk turned into one clear line."""
     resume = resolve_resume(args)
     previous = signal.getsignal(signal.SIGINT)
+    interrupt = cb.SaveOnInterruptCallback()
     if args.save_on_interrupt:
+        trainer.add_callback(interrupt)
+
         def on_interrupt(signum, frame):  # finish the current step, then save and stop
-            print("\ninterrupted: saving a checkpoint before exiting (Ctrl-C again to exit at once)")
-            trainer.control.should_save = trainer.control.should_training_stop = True
-            trainer.interrupted = True
+            print("\ninterrupted: saving a checkpoint before exiting (Ctrl-C again to exit at once)", flush=True)
+            interrupt.requested = True
             signal.signal(signal.SIGINT, previous)
 
         signal.signal(signal.SIGINT, on_interrupt)
     try:
         trainer.train(resume_from_checkpoint=resume)
-    except OSError as err:
-        if err.errno == errno.ENOSPC:
+    except (OSError, RuntimeError) as err:
+        if disk_is_full(err, args.output_dir):
             raise UserError(f"the disk is full while writing to {args.output_dir}: free some space (or lower "
                             f"--save_total_limit) and resume with --resume_from_checkpoint; earlier checkpoints "
                             f"are intact") from err
@@ -186,8 +190,19 @@ def train(trainer, args) -> None:
         raise UserError(f"the training loss became {value} at step {step}: stopped without saving; the last good "
                         f"checkpoint is {last or 'none (no checkpoint was saved yet)'}; lower --learning_rate "
                         f"or check the data")
-    if getattr(trainer, "interrupted", False):
+    if interrupt.requested:
+        print(f"saved {last_complete_checkpoint(args.output_dir)}; continue with --resume_from_checkpoint true")
         raise KeyboardInterrupt
+
+
+def disk_is_full(err: Exception, folder: str) -> bool:
+    """ENOSPC, or an I/O error while the disk has no room left (torch's zip writer hides the errno)."""
+    if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 4 * 2**20
+    except OSError:
+        return False
 
 
 def push_if_asked(trainer, args) -> None:
@@ -214,9 +229,9 @@ def save_final(trainer, tokenizer, output_dir: str, card, metrics: dict) -> None
             json.dump(metrics, f, indent=2)
         for name in sorted(os.listdir(tmp)):
             os.replace(os.path.join(tmp, name), os.path.join(output_dir, name))
-    except OSError as err:
+    except (OSError, RuntimeError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        if err.errno == errno.ENOSPC:
+        if disk_is_full(err, output_dir):
             raise UserError(f"the disk is full while saving the model to {output_dir}: free some space; the "
                             f"checkpoints are intact") from err
         raise
