@@ -4,6 +4,7 @@ transformers (tinylm_hf is never imported), generate a story, and check that it 
 the training corpus, several sentences. Prints a JSON line with the figures.
 
     python benchmarks/check_quickstart.py outputs/quickstart [--seconds 412 --max_seconds 600]
+        [--instruct outputs/quickstart-instruct]   # also: the tuned model's word_inclusion >= 0.6 and >= 2x base
 """
 
 import argparse
@@ -22,6 +23,7 @@ def main() -> int:
     parser.add_argument("folder")
     parser.add_argument("--seconds", type=float, help="how long the quickstart took (reported, and checked)")
     parser.add_argument("--max_seconds", type=float, default=600)
+    parser.add_argument("--instruct", help="the run_instruct.py folder made from it, to check its figures")
     args = parser.parse_args()
     model = AutoModelForCausalLM.from_pretrained(args.folder, trust_remote_code=True)
     tokenizer = AutoTokenizer.from_pretrained(args.folder, trust_remote_code=True)
@@ -43,6 +45,11 @@ def main() -> int:
     ok = known >= 0.9 and sentences >= 3 and len(words) >= 30 and not report["tinylm_hf_imported"]
     if args.seconds is not None:
         ok = ok and args.seconds <= args.max_seconds
+    if args.instruct:
+        tuned = json.load(open(os.path.join(args.instruct, "eval_results.json")))
+        base, after = tuned["base"]["word_inclusion"], tuned["tuned"]["word_inclusion"]
+        print(f"word_inclusion: base {base}, tuned {after} ({after / max(base, 1e-9):.1f}x)")
+        ok = ok and after >= 0.6 and after >= 2 * base
     print("quickstart check:", "passed" if ok else "FAILED")
     return 0 if ok else 1
 
