@@ -114,21 +114,31 @@ def to_gpt2(model: TinyLMForCausalLM) -> GPT2LMHeadModel:
         activation_function="gelu", layer_norm_epsilon=c.norm_eps, resid_pdrop=c.dropout, embd_pdrop=c.dropout,
         attn_pdrop=c.dropout, tie_word_embeddings=True, **_ids(c),
     )
-    ours = model.state_dict()
-    theirs = {"transformer.wte.weight": ours["model.embed_tokens.weight"],
-              "transformer.wpe.weight": ours["model.embed_positions.weight"],
-              "transformer.ln_f.weight": ours["model.norm.weight"], "transformer.ln_f.bias": ours["model.norm.bias"]}
-    for i in range(c.num_hidden_layers):
-        a, b = f"model.layers.{i}.", f"transformer.h.{i}."
-        for ours_name, their_name in GPT2_LAYER_NAMES:
-            theirs[b + their_name + ".bias"] = ours[a + ours_name + ".bias"]
-            weight = ours[a + ours_name + ".weight"]
-            theirs[b + their_name + ".weight"] = weight if "ln_" in their_name else weight.t().contiguous()
-    return _build(GPT2LMHeadModel, config, theirs)
+    return _build(GPT2LMHeadModel, config, _rename(model.state_dict(), _gpt2_names(c.num_hidden_layers), True))
 
 
 GPT2_LAYER_NAMES = [("attn_norm", "ln_1"), ("attn.qkv_proj", "attn.c_attn"), ("attn.o_proj", "attn.c_proj"),
                     ("mlp_norm", "ln_2"), ("mlp.up_proj", "mlp.c_fc"), ("mlp.down_proj", "mlp.c_proj")]
+
+
+def _gpt2_names(n_layers: int) -> list[tuple[str, str, bool]]:
+    """(our name, GPT-2's name, transposed) for every tensor: GPT-2's Conv1D stores linear weights as (in, out)."""
+    names = [("model.embed_tokens.weight", "transformer.wte.weight", False),
+             ("model.embed_positions.weight", "transformer.wpe.weight", False),
+             ("model.norm.weight", "transformer.ln_f.weight", False), ("model.norm.bias", "transformer.ln_f.bias", False)]
+    for i in range(n_layers):
+        for ours, theirs in GPT2_LAYER_NAMES:
+            names.append((f"model.layers.{i}.{ours}.weight", f"transformer.h.{i}.{theirs}.weight", "norm" not in ours))
+            names.append((f"model.layers.{i}.{ours}.bias", f"transformer.h.{i}.{theirs}.bias", False))
+    return names
+
+
+def _rename(state: dict, names: list[tuple[str, str, bool]], to_theirs: bool) -> dict:
+    out = {}
+    for ours, theirs, transposed in names:
+        source, target = (ours, theirs) if to_theirs else (theirs, ours)
+        out[target] = state[source].t().contiguous() if transposed else state[source]
+    return out
 
 
 def from_gpt2(model: GPT2LMHeadModel) -> TinyLMForCausalLM:
@@ -143,17 +153,7 @@ def from_gpt2(model: GPT2LMHeadModel) -> TinyLMForCausalLM:
         num_attention_heads=c.n_head, intermediate_size=c.n_inner or 4 * c.n_embd,
         max_position_embeddings=c.n_positions, norm_eps=c.layer_norm_epsilon, dropout=c.resid_pdrop, **_ids(c),
     )
-    theirs = model.state_dict()
-    ours = {"model.embed_tokens.weight": theirs["transformer.wte.weight"],
-            "model.embed_positions.weight": theirs["transformer.wpe.weight"],
-            "model.norm.weight": theirs["transformer.ln_f.weight"], "model.norm.bias": theirs["transformer.ln_f.bias"]}
-    for i in range(c.n_layer):
-        a, b = f"model.layers.{i}.", f"transformer.h.{i}."
-        for ours_name, their_name in GPT2_LAYER_NAMES:
-            ours[a + ours_name + ".bias"] = theirs[b + their_name + ".bias"]
-            weight = theirs[b + their_name + ".weight"]
-            ours[a + ours_name + ".weight"] = weight if "ln_" in their_name else weight.t().contiguous()
-    return _build(TinyLMForCausalLM, config, ours)
+    return _build(TinyLMForCausalLM, config, _rename(model.state_dict(), _gpt2_names(c.n_layer), False))
 
 
 def _build(cls: type[PreTrainedModel], config, state_dict: dict) -> PreTrainedModel:
