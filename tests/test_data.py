@@ -1,9 +1,7 @@
 """The data path: sources, the embedded corpus, Instruct records, tokenizers, token files."""
 
 import json
-import os
 import random
-import resource
 
 import numpy as np
 import pyarrow as pa

@@ -15,7 +15,6 @@ from transformers import TrainerCallback, default_data_collator
 
 from tinylm_hf import UserError
 from tinylm_hf.data.tokens import TokenWindows
-from tinylm_hf.training import callbacks as cb
 from tinylm_hf.training import run
 from tinylm_hf.training.arguments import TinyLMTrainingArguments
 from tinylm_hf.training.pretrain import SAMPLE_PROMPTS

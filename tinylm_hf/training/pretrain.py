@@ -14,7 +14,7 @@ from transformers import default_data_collator, set_seed
 from ..data import sources
 from ..data.tokens import TokenWindows, build_token_files
 from ..presets import count_parameters, format_count
-from ..tokenizer import bytes_per_token, load_tokenizer, train_bpe
+from ..tokenizer import load_tokenizer, train_bpe
 from . import run
 from .arguments import DataArguments, ModelArguments, TinyLMTrainingArguments, parse_args
 from .card import model_card
