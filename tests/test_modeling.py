@@ -235,3 +235,17 @@ def test_sampling_respects_its_arguments_and_stops_at_eos():
     eos = int(greedy[0, 5])
     stopped = model.generate(x, do_sample=False, max_new_tokens=15, eos_token_id=eos, pad_token_id=2)
     assert stopped.shape[1] == 6 and stopped[0, -1] == eos
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_activation_checkpointing_gives_the_same_gradients(family):
+    x = torch.randint(3, 97, (2, 16))
+    grads = []
+    for checkpointing in (False, True):
+        model = make(family).train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+            assert model.model.layers[0].gradient_checkpointing
+        model(x, labels=x).loss.backward()
+        grads.append(model.model.layers[0].attn.qkv_proj.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
