@@ -80,8 +80,8 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=None, help="steps per measurement (default 30, quick 12)")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 2, quick 1)")
-    parser.add_argument("--compile", default="off", choices=["on", "off"],
-                        help="torch.compile every model (run_pretrain.py's default on a CPU is off; on a GPU, on)")
+    parser.add_argument("--compile", default="on", choices=["on", "off"],
+                        help="torch.compile every model (run_pretrain.py's default for runs of 500+ steps)")
     a = parser.parse_args()
     steps = a.steps or (12 if a.quick else 30)
     rounds = a.rounds or (1 if a.quick else 2)

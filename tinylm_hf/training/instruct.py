@@ -57,6 +57,8 @@ class InstructDataArguments:
 @dataclass
 class InstructTrainingArguments(TinyLMTrainingArguments):
     output_dir: str = field(default="outputs/quickstart-instruct", metadata={"help": "the model folder to write"})
+    compile: str = field(default="off", metadata={
+        "help": "torch.compile: off by default here (chats are padded to many lengths: each one recompiles) | on"})
     learning_rate: float = 1e-3
     max_steps: int = 800
     eval_steps: float = 200
