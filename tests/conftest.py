@@ -18,7 +18,7 @@ VALID_SAMPLE = SHARED / "tinystories" / "TinyStories-valid-sample.txt"
 GPT2_DIR = SHARED / "gpt2"
 
 # a tiny pretraining run: the debug preset on a small embedded corpus
-TINY_RUN = ["--preset", "debug", "--embedded_stories", "600", "--vocab_size", "400", "--block_size", "64",
+TINY_RUN = ["--preset", "debug", "--embedded_stories", "600", "--vocab_size", "400", "--block_size", "128",
             "--max_steps", "40", "--eval_steps", "20", "--save_steps", "20", "--logging_steps", "10",
             "--per_device_train_batch_size", "8", "--learning_rate", "3e-3"]
 

@@ -176,7 +176,7 @@ def test_bad_pretrain_arguments_are_one_line(tmp_path, tiny_model_dir, args, nee
     args = [{"FOREIGN": str(foreign), "MODEL": str(tiny_model_dir)}.get(a, a) for a in args]
     if "--output_dir" not in args:
         args += ["--output_dir", str(tmp_path / "out")]
-    base = [a for a in TINY_RUN if a not in ("--preset", "debug", "--block_size", "64")]
+    base = [a for a in TINY_RUN if a not in ("--preset", "debug", "--block_size", "128")]
     proc = run_script("run_pretrain.py", *base, *args)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert needle in proc.stderr.strip().splitlines()[-1] and "Traceback" not in proc.stderr

@@ -55,7 +55,7 @@ def test_bad_input_table(case, tmp_path, tiny_model_dir, gpt2_tokens):
         "vocabulary mismatch": (["run_pretrain.py", "--model_name_or_path", str(tiny_model_dir), "--tokenizer_name",
                                  str(GPT2_DIR)], "the tokenizer has 50261 tokens but the model's vocabulary is 400"),
         "block_size too large": (["run_instruct.py", "--model_name_or_path", str(tiny_model_dir), "--block_size",
-                                  "999"], "--block_size 999 is larger than the model's context (64)"),
+                                  "999"], "--block_size 999 is larger than the model's context (128)"),
         "other tokenizer's token files": (["run_pretrain.py", *TINY_RUN, "--token_dir", str(gpt2_tokens)],
                                           "were built with another tokenizer"),
         "truncated safetensors": (["run_instruct.py", "--model_name_or_path", str(model)], "corrupted or truncated"),

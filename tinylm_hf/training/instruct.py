@@ -67,14 +67,15 @@ class InstructTrainingArguments(TinyLMTrainingArguments):
 
 
 def held_out_prompts(chats, n: int) -> list[dict]:
-    """The first n validation chats that ask for Words: their prompt, required words and features."""
+    """Prompts for the first n validation chats that ask for Words, with just the fields the metrics score
+    (Words and Features), so that the prompts stay short and the comparison is about following them."""
     out = []
     for messages in chats["messages"]:
-        prompt = messages[-2]["content"]
-        fields = dict(line.split(": ", 1) for line in prompt.split("\n")[1:] if ": " in line)
+        fields = dict(line.split(": ", 1) for line in messages[-2]["content"].split("\n")[1:] if ": " in line)
         if "Words" in fields:
-            out.append({"prompt": messages[:-1], "words": [w.strip() for w in fields["Words"].split(",")],
-                        "features": [f.strip() for f in fields.get("Features", "").split(",") if f.strip()]})
+            record = {"words": [w.strip() for w in fields["Words"].split(",")],
+                      "features": [f.strip() for f in fields.get("Features", "").split(",") if f.strip()]}
+            out.append({"prompt": [{"role": "user", "content": instruct.prompt_text(record)}], **record})
         if len(out) == n:
             break
     return out
@@ -92,6 +93,9 @@ def generate_answers(model, tokenizer, prompts: list[dict], batch_size: int = 16
         batch = tokenizer.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt",
                                               return_dict=True)
         room = model.config.max_position_embeddings - batch["input_ids"].shape[1]
+        if room < 1:
+            raise UserError(f"the held-out prompts are {batch['input_ids'].shape[1]} tokens long, as long as the "
+                            f"model's context: pass --eval_prompts 0 to skip the generation evaluation")
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=min(max_new_tokens, room), temperature=0.7,
                                  pad_token_id=tokenizer.pad_token_id)
