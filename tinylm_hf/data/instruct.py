@@ -165,12 +165,10 @@ def load_chat(dataset: str | None, data_files=None, validation_files=None, revis
         splits = embedded_chat(embedded_stories, seed)
     else:
         raw = sources.load_raw(dataset, data_files, validation_files, revision=revision)
-        raw = DatasetDict({k: sources._regroup(v) if sources._is_line_rows(v) else v for k, v in raw.items()})
-        raw = sources._with_validation(raw, validation_split_percentage, seed, max_eval_samples)
+        raw = sources.with_validation(sources.as_documents(raw), validation_split_percentage, seed, max_eval_samples)
         rng = random.Random(seed)
         splits = DatasetDict({k: to_chat_dataset(v, rng, derive) for k, v in raw.items()})
-    splits = DatasetDict({"train": sources._limit(splits["train"], max_train_samples),
-                          "validation": sources._limit(splits["validation"], max_eval_samples)})
+    splits = sources.limit_splits(splits, max_train_samples, max_eval_samples)
     if len(splits["train"]) == 0:
         raise UserError(f"no usable examples in {dataset}")
     return splits

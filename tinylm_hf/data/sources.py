@@ -57,7 +57,7 @@ def _document_rows(rows):
         yield {"text": text}
 
 
-def _regroup(ds: Dataset | IterableDataset) -> Dataset | IterableDataset:
+def regroup_lines(ds: Dataset | IterableDataset) -> Dataset | IterableDataset:
     features = datasets.Features({"text": datasets.Value("string")})
     if isinstance(ds, IterableDataset):
         return IterableDataset.from_generator(_document_rows, gen_kwargs={"rows": ds}, features=features)
@@ -133,11 +133,21 @@ def load_raw(dataset: str, data_files=None, validation_files=None, streaming: bo
     return loaded
 
 
-def _is_line_rows(ds) -> bool:
+def is_line_rows(ds) -> bool:
     return getattr(ds.info, "builder_name", None) == "text"
 
 
-def _limit(ds, n: int | None):
+def as_documents(splits: AnyDict) -> AnyDict:
+    """Every split read by the plain-text builder (one row per line) re-assembled into documents."""
+    return type(splits)({name: regroup_lines(ds) if is_line_rows(ds) else ds for name, ds in splits.items()})
+
+
+def limit_splits(splits: AnyDict, max_train: int | None, max_eval: int | None) -> AnyDict:
+    return type(splits)({"train": limit(splits["train"], max_train),
+                         "validation": limit(splits["validation"], max_eval)})
+
+
+def limit(ds, n: int | None):
     if n is None:
         return ds
     return ds.take(n) if isinstance(ds, IterableDataset) else ds.select(range(min(n, len(ds))))
@@ -152,19 +162,17 @@ def load_corpus(dataset: str = "embedded", data_files=None, validation_files=Non
         splits = embedded_dataset(embedded_stories, seed)
     else:
         splits = load_raw(dataset, data_files, validation_files, streaming, revision)
-        splits = type(splits)({name: _regroup(ds) if _is_line_rows(ds) else ds for name, ds in splits.items()})
-        splits = _with_text_column(splits, text_column, dataset)
+        splits = with_text_column(as_documents(splits), text_column, dataset)
         if not streaming and len(splits["train"]) == 0:
             raise UserError(f"the corpus {dataset} is empty: no documents to train on")
-        splits = _with_validation(splits, validation_split_percentage, seed, max_eval_samples)
-    splits = type(splits)({"train": _limit(splits["train"], max_train_samples),
-                           "validation": _limit(splits["validation"], max_eval_samples)})
+        splits = with_validation(splits, validation_split_percentage, seed, max_eval_samples)
+    splits = limit_splits(splits, max_train_samples, max_eval_samples)
     if not streaming and len(splits["train"]) == 0:
         raise UserError(f"the corpus {dataset} is empty: no documents to train on")
     return splits
 
 
-def _with_text_column(splits: AnyDict, text_column: str, dataset: str) -> AnyDict:
+def with_text_column(splits: AnyDict, text_column: str, dataset: str) -> AnyDict:
     columns = splits["train"].column_names
     if columns is not None and text_column not in columns:
         raise UserError(f"{dataset} has no column {text_column!r} (columns: {', '.join(columns)}): "
@@ -175,7 +183,7 @@ def _with_text_column(splits: AnyDict, text_column: str, dataset: str) -> AnyDic
     return splits
 
 
-def _with_validation(splits: AnyDict, percentage: float, seed: int, max_eval_samples: int | None) -> AnyDict:
+def with_validation(splits: AnyDict, percentage: float, seed: int, max_eval_samples: int | None) -> AnyDict:
     """The source's own validation split when it has one, else a slice of train carved off with a fixed seed."""
     for name in VALIDATION_NAMES:
         if name in splits:
