@@ -212,6 +212,30 @@ def test_loss_honours_num_items_in_batch():
     assert torch.allclose(total * 2, mean, atol=1e-5)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("num_items", [None, 50])
+def test_training_loss_in_chunks_equals_the_plain_loss_and_its_gradients(family, num_items):
+    """In training the loss runs a chunk of rows at a time with its gradients in the same pass (no (N, V)
+    logits): same value and gradients as logits -> transformers' loss_function, ignored labels included."""
+    x = torch.randint(3, 97, (2, 16))
+    labels = x.clone()
+    labels[0, :5] = -100
+    kw = {} if num_items is None else {"num_items_in_batch": torch.tensor(num_items)}
+    model = make(family).train()
+    model.loss_chunk_logits = 97 * 7  # 7 rows a chunk: 5 chunks for 32 rows, the last one short
+    chunked = model(x, labels=labels, **kw)
+    assert chunked.logits is None
+    chunked.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    hidden = model.model(x).last_hidden_state
+    plain = model.loss_function(logits=model.lm_head(hidden), labels=labels, vocab_size=97, **kw)
+    plain.backward()
+    assert torch.allclose(chunked.loss, plain, atol=1e-6)
+    for name, p in model.named_parameters():
+        assert torch.allclose(grads[name], p.grad, atol=1e-6, rtol=1e-4), name
+
+
 def test_sampling_respects_its_arguments_and_stops_at_eos():
     model = make("llama")
     x = torch.randint(3, 97, (1, 5))

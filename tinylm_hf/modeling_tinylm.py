@@ -30,55 +30,76 @@ from transformers.utils import can_return_tuple
 from .configuration_tinylm import TinyLMConfig
 
 
+class TinyLMRMSNorm(nn.Module):
+    """RMSNorm, written out: x / sqrt(mean(x^2) + eps) * weight, in fp32. (torch's nn.RMSNorm does not fuse on CPUs:
+    one call costs ~45 us for a single token, several times these few ops, which matters when generating.)"""
+
+    def __init__(self, hidden_size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
 def make_norm(config: TinyLMConfig) -> nn.Module:
     if config.norm == "rmsnorm":
-        return nn.RMSNorm(config.hidden_size, eps=config.norm_eps)
+        return TinyLMRMSNorm(config.hidden_size, eps=config.norm_eps)
     return nn.LayerNorm(config.hidden_size, eps=config.norm_eps, bias=config.bias)
 
 
 class TinyLMRotaryEmbedding(nn.Module):
-    """Rotary position embedding (RoPE): cos/sin tables for the positions asked for.
+    """Rotary position embedding (RoPE): cos/sin tables for every position, computed once, looked up per call.
 
-    Uses the "rotate half" layout of Hugging Face's Llama, so weights convert to `LlamaForCausalLM` as they are.
+    Uses the "rotate half" layout of Hugging Face's Llama, so weights convert to `LlamaForCausalLM` as they are:
+    x * cos + rotate_half(x) * sin, with rotate_half(x) = [-x2, x1]. Here the minus sign lives in the sin table,
+    so the rotation is x * cos + roll(x) * sin, roll swapping the two halves (see `apply_rotary`).
     """
 
     def __init__(self, config: TinyLMConfig):
         super().__init__()
-        self.dim, self.theta = config.head_dim, config.rope_theta
-        self.register_buffer("inv_freq", self.frequencies(), persistent=False)
+        self.dim, self.theta, self.max_positions = config.head_dim, config.rope_theta, config.max_position_embeddings
+        cos, sin = self.tables()
+        self.register_buffer("cos", cos, persistent=False)  # (P, D)
+        self.register_buffer("sin", sin, persistent=False)  # (P, D), first half negated
 
-    def frequencies(self) -> torch.Tensor:
-        return 1.0 / (self.theta ** (torch.arange(0, self.dim, 2, dtype=torch.float) / self.dim))  # (D/2,)
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        inv_freq = 1.0 / (self.theta ** (torch.arange(0, self.dim, 2, dtype=torch.float) / self.dim))  # (D/2,)
+        angles = torch.arange(self.max_positions, dtype=torch.float)[:, None] * inv_freq  # (P, D/2)
+        return torch.cat((angles, angles), dim=-1).cos(), torch.cat((-angles, angles), dim=-1).sin()
 
-    @torch.no_grad()
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = position_ids[..., None].float() * self.inv_freq  # (B, T, D/2)
-        angles = torch.cat((freqs, freqs), dim=-1)  # (B, T, D)
-        return angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+        return self.cos[position_ids].to(x.dtype), self.sin[position_ids].to(x.dtype)  # (B, T, D) each
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: (B, heads, T, D); cos, sin: (B, T, D)."""
-    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, D): the same rotation for every head
-    return x * cos + rotate_half(x) * sin
+    """x: (B, T, heads, D); cos, sin: (B, T, D), the same rotation for every head."""
+    cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # (B, T, 1, D)
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin  # roll by D/2: [x1, x2] -> [x2, x1]
 
 
 def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """Plain attention, written out: softmax(q k^T * scale + mask) v. The reference for the fused kernels."""
+    """Plain attention, written out: softmax(q k^T * scale + mask) v. The reference for the fused kernels.
+
+    baddbmm adds the mask inside the q k^T matmul, which saves a pass over the (T, S) scores: under torch.compile
+    on a CPU this trains faster than the SDPA kernel (whose backward is slow there), see benchmarks/."""
     key = key.repeat_interleave(module.num_key_value_groups, dim=1)  # (B, K, S, D) -> (B, H, S, D)
     value = value.repeat_interleave(module.num_key_value_groups, dim=1)
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, T, S)
-    if attention_mask is not None:
-        scores = scores + attention_mask  # -inf where a token may not look (the future, padding)
+    B, H, T, D = query.shape
+    S = key.shape[2]
+    q, k, v = query.reshape(B * H, T, D), key.reshape(B * H, S, D), value.reshape(B * H, S, D)
+    if attention_mask is None:
+        scores = torch.bmm(q, k.transpose(1, 2)) * scaling  # (B * H, T, S)
+    else:  # the mask: 0 where a token may look, -inf (or the dtype's minimum) where not (the future, padding)
+        mask = attention_mask.to(query.dtype).expand(B, H, T, S).reshape(B * H, T, S)
+        scores = torch.baddbmm(mask, q, k.transpose(1, 2), alpha=scaling)  # mask + q k^T * scale
     weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     weights = F.dropout(weights, p=dropout, training=module.training)
-    out = torch.matmul(weights, value)  # (B, H, T, D)
-    return out.transpose(1, 2).contiguous(), weights  # (B, T, H, D)
+    out = torch.bmm(weights, v).view(B, H, T, D)
+    return out.transpose(1, 2).contiguous(), weights.view(B, H, T, S)  # (B, T, H, D)
 
 
 class TinyLMAttention(nn.Module):
@@ -103,14 +124,13 @@ class TinyLMAttention(nn.Module):
     def forward(self, hidden_states, position_embeddings=None, attention_mask=None, past_key_values=None, **kwargs):
         B, T, _ = hidden_states.shape
         D = self.head_dim
-        qkv = self.qkv_proj(hidden_states)  # (B, T, (H + 2K) * D)
-        q, k, v = qkv.split([self.num_heads * D, self.num_key_value_heads * D, self.num_key_value_heads * D], dim=-1)
-        q = q.view(B, T, -1, D).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(B, T, -1, D).transpose(1, 2)  # (B, K, T, D)
-        v = v.view(B, T, -1, D).transpose(1, 2)  # (B, K, T, D)
-        if position_embeddings is not None:  # rope: rotate q and k by their positions
-            cos, sin = position_embeddings
-            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        H, K = self.num_heads, self.num_key_value_heads
+        qkv = self.qkv_proj(hidden_states).view(B, T, H + 2 * K, D)  # q, k, v heads side by side
+        qk, v = qkv.split([H + K, K], dim=2)  # (B, T, H + K, D), (B, T, K, D)
+        if position_embeddings is not None:  # rope: rotate q and k by their positions, in one go
+            qk = apply_rotary(qk, *position_embeddings)
+        q, k = qk.split([H, K], dim=2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D), (B, K, T, D) x 2
         if past_key_values is not None:  # append the new k, v to the cache, get all of them back
             k, v = past_key_values.update(k, v, self.layer_idx)  # (B, K, S, D)
 
@@ -165,6 +185,45 @@ class TinyLMBlock(GradientCheckpointingLayer):
         return hidden_states  # (B, T, C)
 
 
+class ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """The training loss, cross_entropy(hidden @ weight^T, targets), a chunk of rows at a time, with its gradients
+    computed in the same pass (as Liger-Kernel's fused linear cross-entropy does on GPUs).
+
+    The plain way writes all the (N, V) logits, upcasts them to fp32 and reads them back several times: 64 MB at
+    V = 4096 and N = 4096 tokens, far more than the caches hold. Here each chunk's logits stay in cache, and the
+    backward pass is a multiply. The reduction is the same as transformers' `ForCausalLMLoss`: the sum over
+    targets that are not -100, divided by `divisor` (`num_items_in_batch`, else the number of such targets).
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, divisor, rows_per_chunk: int):
+        # hidden (N, C), weight (V, C), targets (N,); matmuls run in the autocast dtype where autocast is on
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32)
+        loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        keep = (targets != -100).unsqueeze(1)  # (N, 1)
+        targets = targets.clamp(min=0).unsqueeze(1)  # (N, 1), ignored rows point at class 0, masked below
+        for start in range(0, hidden.shape[0], rows_per_chunk):
+            rows = slice(start, start + rows_per_chunk)
+            raw = hidden[rows] @ weight.t()  # (n, V)
+            logits = raw.float()
+            lse = logits.logsumexp(dim=-1, keepdim=True)  # (n, 1)
+            loss += ((lse - logits.gather(1, targets[rows])) * keep[rows]).sum()
+            grad = (logits - lse).exp_().scatter_add_(1, targets[rows], torch.full_like(lse, -1.0))  # softmax - 1hot
+            grad = (grad * keep[rows]).to(raw.dtype)  # d(sum of losses) / d(logits): (n, V)
+            grad_hidden[rows] = grad @ weight
+            grad_weight += grad.t() @ hidden[rows]
+        ctx.save_for_backward(grad_hidden, grad_weight, divisor)
+        ctx.weight_dtype = weight.dtype
+        return loss / divisor
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_hidden, grad_weight, divisor = ctx.saved_tensors
+        scale = grad_loss / divisor
+        return (grad_hidden * scale).to(grad_hidden.dtype), (grad_weight * scale).to(ctx.weight_dtype), None, None, None
+
+
 class TinyLMPreTrainedModel(PreTrainedModel):
     config_class = TinyLMConfig
     config: TinyLMConfig
@@ -183,8 +242,9 @@ class TinyLMPreTrainedModel(PreTrainedModel):
         """Normal(0, initializer_range) everywhere (the base class), then GPT-2's scaled init: the projections
         that write into the residual stream get std / sqrt(2 * layers), so the stream's variance stays put."""
         super()._init_weights(module)
-        if isinstance(module, TinyLMRotaryEmbedding):  # a buffer, not saved: from_pretrained needs it rebuilt
-            init.copy_(module.inv_freq, module.frequencies())
+        if isinstance(module, TinyLMRotaryEmbedding):  # buffers, not saved: from_pretrained needs them rebuilt
+            for buffer, table in zip((module.cos, module.sin), module.tables()):
+                init.copy_(buffer, table)
         if getattr(module, "writes_to_residual", False):
             std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
             init.normal_(module.weight, mean=0.0, std=std)
@@ -214,14 +274,14 @@ class TinyLMModel(TinyLMPreTrainedModel):
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if use_cache and past_key_values is None:
             past_key_values = DynamicCache(config=self.config)
-        if position_ids is None:  # positions continue after what the cache already holds
-            past = past_key_values.get_seq_length() if past_key_values is not None else 0
-            position_ids = torch.arange(past, past + inputs_embeds.shape[1], device=inputs_embeds.device)[None]
-        if int(position_ids.max()) >= self.config.max_position_embeddings:
+        past = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if past + inputs_embeds.shape[1] > self.config.max_position_embeddings:
             raise ValueError(
-                f"position {int(position_ids.max())} is past the context length "
+                f"{past} cached + {inputs_embeds.shape[1]} new tokens is past the context length "
                 f"(max_position_embeddings={self.config.max_position_embeddings}): shorten the input"
             )
+        if position_ids is None:  # positions continue after what the cache already holds
+            position_ids = torch.arange(past, past + inputs_embeds.shape[1], device=inputs_embeds.device)[None]
 
         # the causal mask, merged with the padding mask; None when SDPA can use its own causal kernel
         mask = create_causal_mask(
@@ -244,6 +304,7 @@ class TinyLMForCausalLM(TinyLMPreTrainedModel, GenerationMixin):
     """TinyLM with its language-model head: token ids -> next-token logits (and the loss, given labels)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    loss_chunk_logits = 2**20  # logits per chunk of the training loss: 4 MB in fp32, which stays in cache
 
     def __init__(self, config: TinyLMConfig):
         super().__init__(config)
@@ -262,6 +323,9 @@ class TinyLMForCausalLM(TinyLMPreTrainedModel, GenerationMixin):
             past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
         )
         hidden = outputs.last_hidden_state  # (B, T, C)
+        if labels is not None and self.training and torch.is_grad_enabled():  # training: the fused loss, no logits
+            return CausalLMOutputWithPast(loss=self.chunked_loss(hidden, labels, **kwargs),
+                                          past_key_values=outputs.past_key_values)
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
         logits = self.lm_head(hidden)  # (B, T, V)
@@ -269,6 +333,18 @@ class TinyLMForCausalLM(TinyLMPreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
         return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=outputs.past_key_values)
+
+    def chunked_loss(self, hidden, labels, num_items_in_batch=None, shift_labels=None, **kwargs) -> torch.Tensor:
+        """The same loss as `self.loss_function` (labels shifted inside), through `ChunkedLinearCrossEntropy`."""
+        if shift_labels is None:  # token t predicts token t + 1
+            shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]
+        targets = shift_labels.reshape(-1)  # (B * T,)
+        if num_items_in_batch is None:
+            num_items_in_batch = (targets != -100).sum()
+        divisor = torch.as_tensor(num_items_in_batch, dtype=torch.float32, device=hidden.device)
+        rows_per_chunk = max(1, self.loss_chunk_logits // self.config.vocab_size)
+        return ChunkedLinearCrossEntropy.apply(hidden.reshape(-1, hidden.shape[-1]), self.lm_head.weight, targets,
+                                               divisor, rows_per_chunk)
 
 
 __all__ = ["TinyLMForCausalLM", "TinyLMModel", "TinyLMPreTrainedModel"]
