@@ -10,8 +10,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import torch
 
-from tinylm_hf.demo import Demo
+from tinylm_hf.demo import Demo, weights_dtype
+from tinylm_hf.errors import UserError
+from tinylm_hf.training.hardware import cpu_has_bf16
 
 from .conftest import ROOT, run_script
 
@@ -169,6 +172,19 @@ def test_pretrained_only_model_completes_stories_and_explains_the_chat(tiny_mode
     assert "pretrained only" in answer and "run_instruct.py" in answer
     story = list(demo.story("Once upon a time", **GREEDY))[-1][0]
     assert story.startswith("Once upon a time") and len(story) > len("Once upon a time")
+
+
+def test_weights_precision_follows_the_flag_and_both_write_stories(tiny_model_dir):
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        demo = Demo(str(tiny_model_dir), precision=precision)
+        assert demo.model.dtype == dtype and f"{str(dtype).removeprefix('torch.')} weights" in demo.info()
+        story = list(demo.story("Once upon a time", **GREEDY))[-1][0]
+        assert story.startswith("Once upon a time") and len(story) > len("Once upon a time")
+    assert Demo(str(tiny_model_dir)).model.dtype == torch.float32  # auto: small models are faster in fp32
+    assert weights_dtype("auto", 15_000_000) == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
+    assert weights_dtype("auto", 3_000_000) == weights_dtype("fp32", 15_000_000) == torch.float32
+    with pytest.raises(UserError, match="--precision 'fp8': use auto, bf16 or fp32"):
+        Demo(str(tiny_model_dir), precision="fp8")
 
 
 def test_without_a_model_it_says_what_to_run(tmp_path):

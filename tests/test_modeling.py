@@ -61,6 +61,24 @@ def test_cached_decoding_equals_full_forward(family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_bf16_on_a_cpu_caches_k_v_in_fp32_and_decodes_like_the_full_forward(family):
+    model = make(family).to(torch.bfloat16)
+    x = torch.randint(3, 97, (2, 24))
+    with torch.no_grad():
+        full = model(x, use_cache=False).logits
+        out = model(x[:, :10], use_cache=True)
+        steps = [out.logits]
+        for t in range(10, 24):
+            out = model(x[:, t:t + 1], past_key_values=out.past_key_values, use_cache=True)
+            steps.append(out.logits)
+    layer = out.past_key_values.layers[0]
+    assert layer.keys.dtype == layer.values.dtype == torch.float32 and layer.keys.shape[2] == 24
+    cached = torch.cat(steps, 1)
+    assert cached.dtype == torch.bfloat16
+    assert (cached.float() - full.float()).abs().max() < 0.05 * full.float().abs().max()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_greedy_generate_same_with_and_without_cache(family):
     model = make(family)
     x = torch.randint(3, 97, (1, 6))

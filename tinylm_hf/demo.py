@@ -17,6 +17,7 @@ from .data.instruct import prompt_text
 from .errors import UserError
 from .presets import count_parameters, format_count
 from .tokenizer import load_tokenizer
+from .training.hardware import cpu_has_bf16
 from .training.run import load_model
 
 DEFAULT_MODELS = ("outputs/quickstart-instruct", "outputs/quickstart")
@@ -34,6 +35,22 @@ def find_model(model: str | None) -> str:
                     "DIR_OR_HUB_ID")
 
 
+AUTO_BF16_MIN_PARAMETERS = 5_000_000
+
+
+def weights_dtype(precision: str, parameters: int) -> torch.dtype:
+    """The dtype of the demo's weights. It generates on the CPU, where each new token streams every weight through
+    the cores: bf16 weights (half the bytes) pay once they outgrow the caches, on CPUs with bf16 units (AMX,
+    AVX512-BF16). Smaller models are faster in fp32, bf16 kernels costing more per small matrix (measured by
+    benchmarks/inference_precision.py: 0.76-0.85x at 1.3M parameters, 1.05-1.26x at 7.5M, 1.35-1.8x at
+    15-32M)."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise UserError(f"--precision {precision!r}: use auto, bf16 or fp32")
+    if precision == "auto":
+        return torch.bfloat16 if cpu_has_bf16() and parameters >= AUTO_BF16_MIN_PARAMETERS else torch.float32
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
 def clamp(value, low, high, default):
     try:
         value = float(value)
@@ -45,9 +62,10 @@ def clamp(value, low, high, default):
 class Demo:
     """The model, its tokenizer and the generation logic behind the UI (usable without Gradio)."""
 
-    def __init__(self, name_or_path: str, revision: str | None = None):
+    def __init__(self, name_or_path: str, revision: str | None = None, precision: str = "auto"):
         self.name = name_or_path
-        self.model = load_model(name_or_path, revision).eval()
+        model = load_model(name_or_path, revision).eval()
+        self.model = model.to(weights_dtype(precision, count_parameters(model.config)))
         self.tokenizer = load_tokenizer(name_or_path, revision, add_chat_template=False)
         self.can_chat = bool(self.tokenizer.chat_template)
         self.context = self.model.config.max_position_embeddings
@@ -62,7 +80,8 @@ class Demo:
         c = self.model.config
         return (f"**{self.name}**: {c.family} family, {format_count(count_parameters(c))} parameters, "
                 f"{c.num_hidden_layers} layers x {c.hidden_size} wide, context {c.max_position_embeddings} tokens, "
-                f"vocabulary {c.vocab_size}; {'instruction-tuned (chat enabled)' if self.can_chat else 'pretrained only'}")
+                f"vocabulary {c.vocab_size}, {str(self.model.dtype).removeprefix('torch.')} weights; "
+                f"{'instruction-tuned (chat enabled)' if self.can_chat else 'pretrained only'}")
 
     def settings(self, temperature, top_k, top_p, max_new_tokens, repetition_penalty, room: int) -> dict:
         """Generation arguments from the sliders, clamped to what makes sense (temperature 0: greedy)."""
@@ -214,7 +233,7 @@ def build_ui(demo: Demo):
 
 
 def launch(model: str | None, revision: str | None = None, server_name: str = "127.0.0.1", port: int = 7860,
-           share: bool = False) -> None:
-    demo = Demo(find_model(model), revision)
+           share: bool = False, precision: str = "auto") -> None:
+    demo = Demo(find_model(model), revision, precision)
     print(demo.info())
     build_ui(demo).launch(server_name=server_name, server_port=port, share=share)

@@ -18,11 +18,16 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_has_bf16() -> bool:
+    """True on CPUs that multiply bf16 in hardware (AMX or AVX512-BF16 units)."""
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
 def bf16_is_fast() -> bool:
     """True where bf16 autocast pays: a CUDA GPU with bf16, or a CPU with AMX or AVX512-BF16 units."""
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+    return cpu_has_bf16()
 
 
 def device_name() -> str:
