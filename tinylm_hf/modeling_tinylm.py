@@ -133,8 +133,9 @@ class TinyLMAttention(nn.Module):
             qk = apply_rotary(qk, *position_embeddings)
         q, k = qk.split([H, K], dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D), (B, K, T, D) x 2
+        dtype = q.dtype
         if past_key_values is not None:  # append the new k, v to the cache, get all of them back
-            if q.dtype == torch.bfloat16 and q.device.type == "cpu":  # CPU attention kernels are slow in bf16 for a
+            if dtype == torch.bfloat16 and q.device.type == "cpu":  # CPU attention kernels are slow in bf16 for a
                 q, k, v = q.float(), k.float(), v.float()  # few query tokens (3-5x fp32's): cache k, v in fp32
             k, v = past_key_values.update(k, v, self.layer_idx)  # (B, K, S, D)
 
@@ -145,7 +146,7 @@ class TinyLMAttention(nn.Module):
             self, q, k, v, attention_mask,
             dropout=self.config.dropout if self.training else 0.0, scaling=self.scaling, **kwargs,
         )  # (B, T, H, D)
-        return self.o_proj(y.reshape(B, T, -1).to(hidden_states.dtype)), weights  # (B, T, C)
+        return self.o_proj(y.reshape(B, T, -1).to(dtype)), weights  # (B, T, C)
 
 
 class TinyLMMLP(nn.Module):
