@@ -10,6 +10,7 @@ import argparse
 
 from tinylm_hf.demo import launch
 from tinylm_hf.errors import run_cli
+from tinylm_hf.training.hardware import PRECISIONS
 
 
 def main(argv):
@@ -19,7 +20,7 @@ def main(argv):
     parser.add_argument("--server-name", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="weights in memory (auto: bf16 for models of 5M+ parameters on CPUs with bf16 "
                              "units, AMX or AVX512-BF16, where it generates faster; else fp32)")
     args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ models of several presets, the same weights in both dtypes, alternating. It sets
 """
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -43,8 +44,7 @@ def main():
         config = get_preset(name)
         torch.manual_seed(0)
         fp32 = TinyLMForCausalLM(config).eval()
-        models = {"fp32": fp32, "bf16": TinyLMForCausalLM(config).eval().to(torch.bfloat16)}
-        models["bf16"].load_state_dict(fp32.state_dict())  # the same weights, rounded to bf16
+        models = {"fp32": fp32, "bf16": copy.deepcopy(fp32).to(torch.bfloat16)}  # the same weights, rounded
         ids = torch.randint(3, config.vocab_size, (1, 24), generator=torch.Generator().manual_seed(0))
         best = {dtype: 0.0 for dtype in models}
         for model in models.values():

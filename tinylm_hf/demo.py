@@ -17,7 +17,7 @@ from .data.instruct import prompt_text
 from .errors import UserError
 from .presets import count_parameters, format_count
 from .tokenizer import load_tokenizer
-from .training.hardware import cpu_has_bf16
+from .training.hardware import check_precision, cpu_has_bf16
 from .training.run import load_model
 
 DEFAULT_MODELS = ("outputs/quickstart-instruct", "outputs/quickstart")
@@ -44,8 +44,7 @@ def weights_dtype(precision: str, parameters: int) -> torch.dtype:
     AVX512-BF16). Smaller models are faster in fp32, bf16 kernels costing more per small matrix (measured by
     benchmarks/inference_precision.py: 0.76-0.85x at 1.3M parameters, 1.05-1.26x at 7.5M, 1.35-1.8x at
     15-32M)."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise UserError(f"--precision {precision!r}: use auto, bf16 or fp32")
+    check_precision(precision)
     if precision == "auto":
         return torch.bfloat16 if cpu_has_bf16() and parameters >= AUTO_BF16_MIN_PARAMETERS else torch.float32
     return torch.bfloat16 if precision == "bf16" else torch.float32

@@ -13,7 +13,7 @@ from huggingface_hub import get_token
 from transformers import HfArgumentParser, TrainingArguments
 
 from ..errors import UserError
-from .hardware import bf16_is_fast
+from .hardware import bf16_is_fast, check_precision
 
 
 @dataclass
@@ -119,8 +119,7 @@ class TinyLMTrainingArguments(TrainingArguments):
             raise UserError("--push_to_hub needs --hub_model_id USER/NAME")
         if self.push_final_folder and not get_token():
             raise UserError("--push_to_hub: no Hugging Face token: run `hf auth login` or set HF_TOKEN")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise UserError(f"--precision {self.precision!r}: use auto, bf16 or fp32")
+        check_precision(self.precision)
         if self.precision == "bf16" or (self.precision == "auto" and not self.fp16 and bf16_is_fast()):
             self.bf16 = True
             if not torch.cuda.is_available():

@@ -5,6 +5,10 @@ import time
 
 import torch
 
+from ..errors import UserError
+
+PRECISIONS = ("auto", "bf16", "fp32")  # what --precision takes, for training and for the demo
+
 
 @functools.cache
 def cpu_flags() -> set[str]:
@@ -21,6 +25,11 @@ def cpu_flags() -> set[str]:
 def cpu_has_bf16() -> bool:
     """True on CPUs that multiply bf16 in hardware (AMX or AVX512-BF16 units)."""
     return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision!r}: use auto, bf16 or fp32")
 
 
 def bf16_is_fast() -> bool:
