@@ -13,6 +13,10 @@ from tinylm_hf.training.hardware import device_name
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
 
+def add_results_argument(parser):
+    parser.add_argument("--results_dir", default=RESULTS, help="where NAME.json is written (default: %(default)s)")
+
+
 def add_shape_arguments(parser):
     parser.add_argument("--vocab", type=int, default=4096)
     parser.add_argument("--hidden", type=int, default=256)
@@ -44,8 +48,9 @@ def build(name: str, a):
 PEERS = {"tinylm-gpt": "GPT2LMHeadModel", "tinylm-llama": "LlamaForCausalLM"}
 
 
-def report(name: str, rows: list[dict], extra: dict) -> None:
-    """Print rows as a table and write them, with the machine, to benchmarks/results/NAME.json."""
+def report(name: str, rows: list[dict], extra: dict, results_dir: str = RESULTS) -> None:
+    """Print rows as a table and write them, with the machine, to RESULTS_DIR/NAME.json (written whole, then
+    renamed: an interrupted run leaves the last complete results)."""
     columns = list(rows[0])
     widths = [max(len(str(c)), *(len(str(r[c])) for r in rows)) for c in columns]
     print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths)))
@@ -53,8 +58,10 @@ def report(name: str, rows: list[dict], extra: dict) -> None:
         print("  ".join(str(r[c]).ljust(w) for c, w in zip(columns, widths)))
     for k, v in extra.items():
         print(f"{k}: {v}")
-    os.makedirs(RESULTS, exist_ok=True)
+    os.makedirs(results_dir, exist_ok=True)
     machine = {"device": device_name(), "torch": torch.__version__, "python": platform.python_version()}
-    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
+    path = os.path.join(results_dir, f"{name}.json")
+    with open(path + ".tmp", "w") as f:
         json.dump({"machine": machine, **extra, "rows": rows}, f, indent=1)
-    print(f"wrote {os.path.join(RESULTS, name + '.json')}")
+    os.replace(path + ".tmp", path)
+    print(f"wrote {path}")

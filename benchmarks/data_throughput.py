@@ -16,7 +16,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import datasets  # noqa: E402
 
-from benchmarks.common import report  # noqa: E402
+from benchmarks.common import add_results_argument, report  # noqa: E402
 from tinylm_hf.data import embedded, sources  # noqa: E402
 from tinylm_hf.data.tokens import build_token_files  # noqa: E402
 from tinylm_hf.tokenizer import EOS, train_bpe  # noqa: E402
@@ -26,6 +26,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--megabytes", type=float, default=40)
     parser.add_argument("--quick", action="store_true")
+    add_results_argument(parser)
     a = parser.parse_args()
     megabytes = 8 if a.quick else a.megabytes
     datasets.disable_caching()  # measure the work, not a cache hit
@@ -63,7 +64,7 @@ def main():
                 tokens = meta["splits"]["train"]["tokens"] + meta["splits"]["validation"]["tokens"]
                 assert tokens == n_tokens + len(stories), (tokens, n_tokens)  # the same tokens, plus one EOS each
         report("data_throughput", rows, {"corpus": f"{len(stories):,} embedded stories, {mb:.1f} MB",
-                                         "tokens": n_tokens})
+                                         "tokens": n_tokens}, a.results_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -21,7 +21,7 @@ import psutil
 from gradio_client import Client
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import report  # noqa: E402
+from benchmarks.common import add_results_argument, report  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORDS = ["ball", "cat", "tree", "boat", "cake", "sun", "hat", "fox", "kite", "drum", "shell", "map", "ring",
@@ -54,6 +54,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max_new_tokens", type=int, default=64)
     parser.add_argument("--quick", action="store_true")
+    add_results_argument(parser)
     a = parser.parse_args()
     rounds = 1 if a.quick else a.rounds
     proc, url = start(a.model)
@@ -92,7 +93,7 @@ def main():
              "complete p50 s": round(q(complete, 50), 2), "complete p95 s": round(q(complete, 95), 2),
              "server RSS MB before": round(rss_before / 2**20), "after": round(rss_after / 2**20)}]
     report("demo_load", rows, {"model": a.model, "clients": a.clients, "rounds": rounds,
-                               "max_new_tokens": a.max_new_tokens})
+                               "max_new_tokens": a.max_new_tokens}, a.results_dir)
     ok = len(complete) == len(results) == right and rss_after < rss_before + 300 * 2**20
     print("demo load:", "passed" if ok else "FAILED")
     return 0 if ok else 1

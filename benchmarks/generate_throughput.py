@@ -15,7 +15,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import PEERS, add_shape_arguments, build, report  # noqa: E402
+from benchmarks.common import PEERS, add_results_argument, add_shape_arguments, build, report  # noqa: E402
 from tinylm_hf.training.hardware import bf16_is_fast  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -35,6 +35,7 @@ def timed_generate(model, ids, new_tokens: int, sample: bool) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_shape_arguments(parser)
+    add_results_argument(parser)
     parser.add_argument("--new_tokens", type=int, default=256)
     parser.add_argument("--prompt", type=int, default=16, help="prompt length in tokens")
     parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES],
@@ -75,7 +76,7 @@ def main():
                         best[(peer, dtype, batch, mode)] / best[(ours, dtype, batch, mode)], 2)
     report("generate_throughput", rows, {"shape": f"vocab {a.vocab}, hidden {a.hidden}, {a.layers} layers, "
                                          f"{a.heads} heads; prompt {a.prompt}, {new_tokens} new tokens, KV cache, "
-                                         f"best of {repeats}", "ratios": ratios})
+                                         f"best of {repeats}", "ratios": ratios}, a.results_dir)
 
 
 if __name__ == "__main__":

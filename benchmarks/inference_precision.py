@@ -15,7 +15,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import report  # noqa: E402
+from benchmarks.common import add_results_argument, report  # noqa: E402
 from tinylm_hf import TinyLMForCausalLM  # noqa: E402
 from tinylm_hf.presets import count_parameters, format_count, get_preset  # noqa: E402
 
@@ -37,6 +37,7 @@ def main():
     parser.add_argument("--new_tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=4, help="timed runs per model, the best kept")
     parser.add_argument("--quick", action="store_true", help="a short run")
+    add_results_argument(parser)
     a = parser.parse_args()
     new_tokens, repeats = (32, 2) if a.quick else (a.new_tokens, a.repeats)
     rows = []
@@ -56,7 +57,7 @@ def main():
                      "fp32 tokens/s": round(best["fp32"]), "bf16 tokens/s": round(best["bf16"]),
                      "bf16 / fp32": round(best["bf16"] / best["fp32"], 2)})
     report("inference_precision", rows, {"setting": f"batch 1, sampled, {new_tokens} new tokens after a 24-token "
-                                                    f"prompt, best of {repeats}"})
+                                                    f"prompt, best of {repeats}"}, a.results_dir)
 
 
 if __name__ == "__main__":

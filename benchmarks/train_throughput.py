@@ -19,7 +19,7 @@ import torch
 from transformers import TrainerCallback, default_data_collator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import PEERS, add_shape_arguments, build, report  # noqa: E402
+from benchmarks.common import PEERS, add_results_argument, add_shape_arguments, build, report  # noqa: E402
 from tinylm_hf.training.arguments import TinyLMTrainingArguments  # noqa: E402
 from tinylm_hf.training.callbacks import TinyLMTrainer, flops_per_token  # noqa: E402
 from tinylm_hf.training.hardware import default_attention, matmul_peak_flops  # noqa: E402
@@ -77,6 +77,7 @@ def run(model, a, steps: int, compile_mode: str) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_shape_arguments(parser)
+    add_results_argument(parser)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=None, help="steps per measurement (default 30, quick 12)")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 2, quick 1)")
@@ -117,7 +118,7 @@ def main():
     report("train_throughput", rows, {"shape": f"vocab {a.vocab}, hidden {a.hidden}, {a.layers} layers, {a.heads} "
                                       f"heads, context {a.context}, batch {a.batch}",
                                       "precision": "bf16 autocast" if bf16 else "fp32",
-                                      "matmul peak GFLOP/s": round(peak / 1e9), "ratios": ratios})
+                                      "matmul peak GFLOP/s": round(peak / 1e9), "ratios": ratios}, a.results_dir)
     return 0 if all(math.isfinite(r["loss"]) for runs in results.values() for r in runs) else 1
 
 

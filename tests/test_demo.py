@@ -1,5 +1,6 @@
 """The Gradio demo: a real server on 127.0.0.1 driven by gradio_client, and a real headless Chromium."""
 
+import json
 import os
 import shutil
 import socket
@@ -109,6 +110,14 @@ def test_eight_concurrent_clients_each_get_their_own_complete_answer(client):
     with ThreadPoolExecutor(8) as pool:  # eight sessions at once
         answers = list(pool.map(lambda prompt: chat(client, prompt)[0], prompts))
     assert answers == expected  # complete, and nobody got somebody else's answer
+
+
+def test_demo_load_benchmark_serves_every_client_its_own_answer(chat_model_dir, tmp_path):
+    proc = run_script("benchmarks/demo_load.py", "--model", chat_model_dir, "--clients", "4", "--quick",
+                      "--max_new_tokens", "16", "--results_dir", tmp_path, check=True)
+    assert "demo load: passed" in proc.stdout
+    [row] = json.loads((tmp_path / "demo_load.json").read_text())["rows"]
+    assert row["requests"] == row["completed"] == row["own answer"] == 4
 
 
 def test_each_session_keeps_its_own_history(server):

@@ -1,0 +1,54 @@
+"""The benchmarks run end to end (tiny shapes, a few steps) and write the tables the README quotes. Their figures
+are measured by hand on the full shapes; here only that each one runs, compares what it says, and writes its JSON."""
+
+import json
+import math
+
+from .conftest import run_script
+
+TINY_SHAPE = ["--vocab", "256", "--hidden", "32", "--layers", "1", "--heads", "2"]
+
+
+def run_benchmark(script: str, *args, results_dir) -> dict:
+    run_script(f"benchmarks/{script}.py", *args, "--results_dir", results_dir, check=True)
+    with open(results_dir / f"{script}.json") as f:
+        return json.load(f)
+
+
+def test_train_throughput_compares_all_four_models_under_the_trainer(tmp_path):
+    out = run_benchmark("train_throughput", *TINY_SHAPE, "--context", "32", "--batch", "2", "--steps", "6",
+                        "--rounds", "1", "--compile", "off", results_dir=tmp_path)
+    rows = {r["model"]: r for r in out["rows"]}
+    assert set(rows) == {"tinylm-gpt", "GPT2LMHeadModel", "tinylm-llama", "LlamaForCausalLM",
+                         "GPT2LMHeadModel (compile on)", "LlamaForCausalLM (compile on)"}
+    for r in rows.values():  # every model trained: positive speed, a loss below chance (ln 256 = 5.55)
+        assert r["tokens/s"] > 0 and math.isfinite(r["loss@6"]) and r["loss@6"] < math.log(256), r
+    assert set(out["ratios"]) == {"tinylm-gpt / GPT2LMHeadModel", "tinylm-llama / LlamaForCausalLM",
+                                  "tinylm-gpt / GPT2LMHeadModel (compile on)",
+                                  "tinylm-llama / LlamaForCausalLM (compile on)"}
+    assert out["matmul peak GFLOP/s"] > 0 and out["machine"]["torch"]
+
+
+def test_generate_throughput_pairs_each_model_with_its_stock_peer(tmp_path):
+    out = run_benchmark("generate_throughput", *TINY_SHAPE, "--new_tokens", "8", "--prompt", "4", "--repeats", "1",
+                        "--dtype", "fp32", results_dir=tmp_path)
+    cells = {(r["model"], r["batch"], r["mode"]) for r in out["rows"]}
+    assert cells == {(m, b, mode) for m in ("tinylm-gpt", "GPT2LMHeadModel", "tinylm-llama", "LlamaForCausalLM")
+                     for b in (1, 8) for mode in ("greedy", "sampled")}
+    assert all(r["new tokens/s"] > 0 and r["first token ms"] > 0 and r["dtype"] == "fp32" for r in out["rows"])
+    assert len(out["ratios"]) == 8 and all(v > 0 for v in out["ratios"].values())
+
+
+def test_inference_precision_times_both_dtypes_per_preset(tmp_path):
+    out = run_benchmark("inference_precision", "--presets", "debug", "--new_tokens", "8", "--repeats", "1",
+                        results_dir=tmp_path)
+    [row] = out["rows"]
+    assert row["preset"] == "debug" and row["fp32 tokens/s"] > 0 and row["bf16 tokens/s"] > 0
+
+
+def test_data_throughput_builds_the_same_tokens_every_way(tmp_path):
+    # the script itself checks that every way yields the tokens encode_batch does (and fails otherwise)
+    out = run_benchmark("data_throughput", "--megabytes", "0.2", results_dir=tmp_path)
+    assert [r["path"].split(",")[0] for r in out["rows"]] == ["tokenizers encode_batch (text already in memory)",
+                                                              "token files", "token files", "token files"]
+    assert all(r["MB/s"] > 0 for r in out["rows"]) and out["tokens"] > 0
