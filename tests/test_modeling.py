@@ -45,6 +45,31 @@ def test_causal_changing_a_token_never_changes_earlier_logits(family, attn):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_eager_attention_in_causal_blocks_equals_sdpa_with_padding_gradients_and_a_cache(family):
+    model = make(family, max_position_embeddings=256)
+    x = torch.randint(3, 97, (2, 150))  # 150 queries: blocks of 64, 64 and 22 rows
+    mask = torch.ones_like(x)
+    mask[0, :7] = 0  # left padding
+    labels = x.masked_fill(mask == 0, -100)
+    labels[0, 7] = -100  # (predicted from the last padding row: padding rows see nothing, their outputs are arbitrary)
+    logits, grads = {}, {}
+    for attn in ("sdpa", "eager"):
+        model.config._attn_implementation = attn
+        model.zero_grad()
+        out = model(x, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        logits[attn] = out.logits[mask.bool()]
+        grads[attn] = model.model.layers[0].attn.qkv_proj.weight.grad.clone()
+    assert (logits["eager"] - logits["sdpa"]).abs().max() < 1e-4
+    assert (grads["eager"] - grads["sdpa"]).abs().max() < 1e-4 * grads["sdpa"].abs().max()
+    with torch.no_grad():  # a prompt of 140 tokens after 10 cached ones: blocks offset by the cache
+        full = model(x).logits
+        cache = model(x[:, :10], use_cache=True).past_key_values
+        rest = model(x[:, 10:], past_key_values=cache, use_cache=True).logits
+    assert (rest - full[:, 10:]).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_cached_decoding_equals_full_forward(family):
     model = make(family)
     x = torch.randint(3, 97, (2, 24))
