@@ -43,8 +43,7 @@ def weights_dtype(precision: str, parameters: int) -> torch.dtype:
     the cores: bf16 weights (half the bytes) pay once they outgrow the caches, on CPUs with bf16 units (AMX,
     AVX512-BF16). Smaller models are faster in fp32, bf16 kernels costing more per small matrix (measured by
     benchmarks/inference_precision.py: 0.76-0.85x at 1.3M parameters, 1.05-1.26x at 7.5M, 1.35-1.8x at
-    15-32M)."""
-    check_precision(precision)
+    15-32M). precision: one of PRECISIONS, checked by the caller."""
     if precision == "auto":
         return torch.bfloat16 if cpu_has_bf16() and parameters >= AUTO_BF16_MIN_PARAMETERS else torch.float32
     return torch.bfloat16 if precision == "bf16" else torch.float32
@@ -63,6 +62,7 @@ class Demo:
 
     def __init__(self, name_or_path: str, revision: str | None = None, precision: str = "auto"):
         self.name = name_or_path
+        check_precision(precision)  # before the load, which takes a while
         model = load_model(name_or_path, revision).eval()
         self.model = model.to(weights_dtype(precision, count_parameters(model.config)))
         self.tokenizer = load_tokenizer(name_or_path, revision, add_chat_template=False)

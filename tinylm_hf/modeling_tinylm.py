@@ -92,7 +92,7 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
     on a CPU this trains faster than the SDPA kernel (whose backward is slow there), see benchmarks/.
 
     Causal attention skips the future, as flash attention does: the queries are the last T of the S positions,
-    so a block of query rows looks at no key after its own last row. Each block of (at most 8, at least 64) rows
+    so a block of query rows looks at no key after its own last row. Each block (at least 64 rows, at most 8 blocks)
     takes only the keys up to there, and the masked scores above the diagonal, about half of them in training,
     are never computed (fwd + bwd 1.4x faster at T = 256, 2.3x at 512 on a CPU). The result is the same; no
     attention weights are returned (the model never outputs them, as with SDPA)."""
