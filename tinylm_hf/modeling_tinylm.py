@@ -77,11 +77,8 @@ class TinyLMRotaryEmbedding(nn.Module):
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: (B, T, heads, D); cos, sin: (B, T, D), the same rotation for every head.
-
-    Computed in x's dtype: under bf16 autocast, fp32 tables would promote q and k to fp32, and the cast back for
-    the attention matmuls left them in a layout that the CPU's batched matmul copies first (~15 ms a step)."""
-    cos, sin = cos.to(x.dtype).unsqueeze(2), sin.to(x.dtype).unsqueeze(2)  # (B, T, 1, D)
+    """x: (B, T, heads, D); cos, sin: (B, T, D), the same rotation for every head."""
+    cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # (B, T, 1, D)
     return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin  # roll by D/2: [x1, x2] -> [x2, x1]
 
 
