@@ -3,8 +3,12 @@
 transformers (tinylm_hf is never imported), generate a story, and check that it reads as one: mostly words of
 the training corpus, several sentences. Prints a JSON line with the figures.
 
-    python benchmarks/check_quickstart.py outputs/quickstart [--seconds 412 --max_seconds 600]
+    python benchmarks/check_quickstart.py outputs/quickstart [--seconds 305 --budget_minutes 5]
         [--instruct outputs/quickstart-instruct]   # also: the tuned model's word_inclusion >= 0.6 and >= 2x base
+        [--instruct_seconds 244 --instruct_budget_minutes 4]
+
+A run keeps its time budget when it took at most 5% more than the budget (`--time_budget`, the scripts' default
+when no --max_steps is given).
 """
 
 import argparse
@@ -22,8 +26,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder")
     parser.add_argument("--seconds", type=float, help="how long the quickstart took (reported, and checked)")
-    parser.add_argument("--max_seconds", type=float, default=600)
+    parser.add_argument("--budget_minutes", type=float, help="its time budget: --seconds must stay within it (+5%%)")
     parser.add_argument("--instruct", help="the run_instruct.py folder made from it, to check its figures")
+    parser.add_argument("--instruct_seconds", type=float, help="how long run_instruct.py took")
+    parser.add_argument("--instruct_budget_minutes", type=float, help="its time budget (+5%%)")
     args = parser.parse_args()
     model = AutoModelForCausalLM.from_pretrained(args.folder, trust_remote_code=True)
     tokenizer = AutoTokenizer.from_pretrained(args.folder, trust_remote_code=True)
@@ -43,8 +49,12 @@ def main() -> int:
               "tinylm_hf_imported": "tinylm_hf" in sys.modules, "story": story}
     print(json.dumps(report, indent=1))
     ok = known >= 0.9 and sentences >= 3 and len(words) >= 30 and not report["tinylm_hf_imported"]
-    if args.seconds is not None:
-        ok = ok and args.seconds <= args.max_seconds
+    for seconds, minutes, what in ((args.seconds, args.budget_minutes, "run_pretrain.py"),
+                                   (args.instruct_seconds, args.instruct_budget_minutes, "run_instruct.py")):
+        if seconds is not None and minutes is not None:
+            kept = seconds <= minutes * 60 * 1.05
+            print(f"{what}: {seconds:.0f} s for a {minutes:g}-minute budget ({'kept' if kept else 'OVER BUDGET'})")
+            ok = ok and kept
     if args.instruct:
         tuned = json.load(open(os.path.join(args.instruct, "eval_results.json")))
         base, after = tuned["base"]["word_inclusion"], tuned["tuned"]["word_inclusion"]

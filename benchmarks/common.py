@@ -1,6 +1,5 @@
 """Shared by the benchmarks: the reference shape, stock peer models of the same shape, table + JSON output."""
 
-import json
 import os
 import platform
 
@@ -8,7 +7,8 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from tinylm_hf import TinyLMConfig, TinyLMForCausalLM
-from tinylm_hf.training.hardware import device_name
+from tinylm_hf.files import write_json
+from tinylm_hf.hardware import device_name
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
@@ -61,7 +61,5 @@ def report(name: str, rows: list[dict], extra: dict, results_dir: str = RESULTS)
     os.makedirs(results_dir, exist_ok=True)
     machine = {"device": device_name(), "torch": torch.__version__, "python": platform.python_version()}
     path = os.path.join(results_dir, f"{name}.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump({"machine": machine, **extra, "rows": rows}, f, indent=1)
-    os.replace(path + ".tmp", path)
+    write_json(path, {"machine": machine, **extra, "rows": rows}, indent=1)
     print(f"wrote {path}")

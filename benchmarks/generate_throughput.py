@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import PEERS, add_results_argument, add_shape_arguments, build, report  # noqa: E402
-from tinylm_hf.training.hardware import bf16_is_fast  # noqa: E402
+from tinylm_hf.hardware import bf16_is_fast  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import PEERS, add_results_argument, add_shape_arguments, build, report  # noqa: E402
 from tinylm_hf.training.arguments import TinyLMTrainingArguments  # noqa: E402
 from tinylm_hf.training.callbacks import TinyLMTrainer, flops_per_token  # noqa: E402
-from tinylm_hf.training.hardware import default_attention, matmul_peak_flops  # noqa: E402
+from tinylm_hf.hardware import default_attention, matmul_peak_flops  # noqa: E402
 
 
 class StepTimer(TrainerCallback):
@@ -103,8 +103,8 @@ def main():
         results[f"{name} (compile {other})"] = [run(build(name, a), a, steps, other)]
     bf16 = results[models[0]][0]["bf16"]
     peak = matmul_peak_flops(torch.bfloat16 if bf16 else torch.float32)
-    fpt = {m: flops_per_token(build("tinylm-gpt" if "GPT" in m or "gpt" in m else "tinylm-llama", a).config,
-                              a.context) for m in results}
+    fpt = {m: flops_per_token(build("tinylm-gpt" if "GPT" in m or "gpt" in m else "tinylm-llama", a), a.context)
+           for m in results}
     rows, tps = [], {}
     for name, runs in results.items():
         step = min(r["step_s"] for r in runs)  # the best round: the least disturbed by the machine

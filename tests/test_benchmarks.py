@@ -4,6 +4,8 @@ are measured by hand on the full shapes; here only that each one runs, compares 
 import json
 import math
 
+import pytest
+
 from .conftest import run_script
 
 TINY_SHAPE = ["--vocab", "256", "--hidden", "32", "--layers", "1", "--heads", "2"]
@@ -52,3 +54,17 @@ def test_data_throughput_builds_the_same_tokens_every_way(tmp_path):
     assert [r["path"].split(",")[0] for r in out["rows"]] == ["tokenizers encode_batch (text already in memory)",
                                                               "token files", "token files", "token files"]
     assert all(r["MB/s"] > 0 for r in out["rows"]) and out["tokens"] > 0
+
+
+def test_time_to_quality_trains_ours_and_the_stock_models_in_the_same_budget(tmp_path):
+    out = run_benchmark("time_to_quality", "--quick", results_dir=tmp_path)
+    rows = out["rows"]
+    assert [(r["model"], r["compiled"]) for r in rows][1:] == [("LlamaForCausalLM", False), ("GPT2LMHeadModel", False)]
+    assert rows[0]["model"] == "tinylm"
+    for r in rows:  # every run trained within its budget's plan and is scored the same way
+        assert r["steps"] > 0 and r["tokens"] == r["steps"] * 16 * 256
+        assert 0 < r["eval_loss"] < math.log(4096) and r["bpb"] > 0
+        assert 0.5 < r["params"] / rows[0]["params"] < 2  # about the same size
+    assert rows[1]["ratio"] == 1.0 and out["tinylm / best LlamaForCausalLM (bits per byte)"] == rows[0]["ratio"]
+    for a, b in zip(rows, rows[1:]):  # one bits-per-byte scale: the same validation bytes per token for every row
+        assert a["bpb"] / a["eval_loss"] == pytest.approx(b["bpb"] / b["eval_loss"], rel=1e-3)

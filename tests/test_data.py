@@ -135,6 +135,9 @@ def test_instruct_reader_handles_the_awkward_cases(tmp_path):
     assert third["summary"] == "A summary only." and third["story"].startswith("The last record")
     assert chats["validation"][1]["messages"][0]["content"] == \
         "Write a story.\nWords: cat, mat\nRandom sentence: A cat sat."
+    # what each prompt asks for, beside the chat: held-out scoring reads these, not the prompt's text
+    assert chats["validation"]["words"] == [["quit", "oak", "gloomy"], ["cat", "mat"], []]
+    assert chats["validation"]["features"] == [["Dialogue", "BadEnding"], [], []]
 
 
 def test_records_derived_from_plain_stories():
@@ -184,10 +187,17 @@ def test_windows_sequential_and_random(sample_corpus, tiny_tokenizer, tmp_path):
     assert len(seq) == len(ids) // 64
     assert seq[3]["input_ids"].tolist() == ids[192:256].tolist()
     rnd = TokenWindows(str(tmp_path), "train", 64, random=True, seed=1)
-    assert rnd[5]["input_ids"].tolist() == rnd[5]["input_ids"].tolist()  # deterministic per index
-    starts = {int(np.flatnonzero(np.lib.stride_tricks.sliding_window_view(ids, 64)[:, 0] == rnd[i]["input_ids"][0])
-                  .size > 0) for i in range(5)}
-    assert starts == {1}
+    again = TokenWindows(str(tmp_path), "train", 64, random=True, seed=1)  # another worker or rank
+    other = TokenWindows(str(tmp_path), "train", 64, random=True, seed=2)
+    slices = np.lib.stride_tricks.sliding_window_view(ids, 64)
+    starts = []
+    for i in range(8):
+        window = rnd[i]["input_ids"].numpy()
+        assert window.tolist() == again[i]["input_ids"].tolist()  # the same window for (seed, i) everywhere
+        starts.append(int(np.flatnonzero((slices == window).all(axis=1))[0]))  # a real 64-token slice of the file
+        assert rnd[i]["labels"].tolist() == window.tolist()
+    assert any(start % 64 for start in starts) and len(set(starts)) == 8  # offsets off the grid, all different
+    assert [other[i]["input_ids"].tolist() for i in range(8)] != [rnd[i]["input_ids"].tolist() for i in range(8)]
     with pytest.raises(UserError, match="block_size"):
         TokenWindows(str(tmp_path), "validation", 10**7)
 

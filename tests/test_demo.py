@@ -15,7 +15,7 @@ import torch
 
 from tinylm_hf.demo import Demo, weights_dtype
 from tinylm_hf.errors import UserError
-from tinylm_hf.training.hardware import cpu_has_bf16
+from tinylm_hf.hardware import cpu_has_bf16
 
 from .conftest import ROOT, run_script
 
@@ -44,9 +44,10 @@ def chat_model_dir(tiny_model_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(chat_model_dir):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "app.py", "--model", str(chat_model_dir), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "app.py", "--model", str(chat_model_dir)],  # the port as Spaces give it
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"})
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+                                 "GRADIO_SERVER_PORT": str(port)})
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
     while True:
@@ -140,9 +141,10 @@ def test_bad_input_gets_a_clear_message_and_the_server_keeps_serving(client):
     for name, value in absurd.items():  # the sliders' bounds: a clear message naming the limit
         with pytest.raises(AppError, match="(less than minimum|greater than maximum) value"):
             chat(client, "Write a story.\nWords: ball", **{name: value})
-    answer, _ = chat(client, "Write a story.\nWords: ball", seed=-3)  # an unbounded input: clamped
-    assert answer
-    assert chat(client, "Write a story.\nWords: ball")[0]  # still serving
+    clamped, _ = chat(client, "Write a story.\nWords: ball", temperature=0.9, seed=-3)  # unbounded: clamped to 0
+    assert clamped == chat(client, "Write a story.\nWords: ball", temperature=0.9, seed=0)[0]
+    assert len(clamped.split()) > 5
+    assert len(chat(client, "Write a story.\nWords: ball")[0].split()) > 5  # still serving
 
 
 def test_absurd_settings_are_clamped_for_direct_callers(chat_model_dir):
@@ -199,6 +201,12 @@ def test_weights_precision_follows_the_flag_and_both_write_stories(tiny_model_di
 def test_without_a_model_it_says_what_to_run(tmp_path):
     proc = run_script(ROOT / "app.py", cwd=tmp_path)
     assert proc.returncode == 2 and "run `python run_pretrain.py`" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_the_demo_imports_no_trainer():
+    proc = run_script("-c", "import sys, tinylm_hf.demo; print(sorted(m for m in sys.modules if m.startswith("
+                      "'transformers.trainer')))", check=True)
+    assert proc.stdout.strip() == "[]"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")

@@ -126,3 +126,27 @@ def test_run_instruct_bad_data_is_one_line(tiny_model_dir, tmp_path):
                       "--output_dir", tmp_path / "out")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "accepted shapes are messages" in proc.stderr.strip().splitlines()[-1]
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("flags,dataset_revision", [(["--revision", "v1"], None),
+                                                     (["--revision", "v1", "--dataset_revision", "d2"], "d2")])
+def test_the_model_revision_does_not_pin_the_dataset(tiny_model_dir, tmp_path, monkeypatch, flags, dataset_revision):
+    from tinylm_hf.data import sources
+    from tinylm_hf.training.instruct import main
+
+    seen = {}
+
+    def load_raw(dataset, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(sources, "load_raw", load_raw)
+    (tmp_path / "chats.jsonl").write_text('{"prompt": "p", "response": "r"}\n' * 4)
+    with pytest.raises(Stop):
+        main(["--model_name_or_path", str(tiny_model_dir), "--dataset", str(tmp_path / "chats.jsonl"),
+              "--output_dir", str(tmp_path / "out"), *flags])
+    assert seen["revision"] == dataset_revision

@@ -31,7 +31,7 @@ def make(family: str, **kw) -> TinyLMForCausalLM:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager", "tinylm_causal_blocks"])
 def test_causal_changing_a_token_never_changes_earlier_logits(family, attn):
     model = make(family)
     model.config._attn_implementation = attn
@@ -45,7 +45,7 @@ def test_causal_changing_a_token_never_changes_earlier_logits(family, attn):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_eager_attention_in_causal_blocks_equals_sdpa_with_padding_gradients_and_a_cache(family):
+def test_blocked_causal_attention_equals_sdpa_with_padding_gradients_and_a_cache(family):
     model = make(family, max_position_embeddings=256)
     x = torch.randint(3, 97, (2, 150))  # 150 queries: blocks of 64, 64 and 22 rows
     mask = torch.ones_like(x)
@@ -53,15 +53,16 @@ def test_eager_attention_in_causal_blocks_equals_sdpa_with_padding_gradients_and
     labels = x.masked_fill(mask == 0, -100)
     labels[0, 7] = -100  # (predicted from the last padding row: padding rows see nothing, their outputs are arbitrary)
     logits, grads = {}, {}
-    for attn in ("sdpa", "eager"):
+    for attn in ("sdpa", "eager", "tinylm_causal_blocks"):
         model.config._attn_implementation = attn
         model.zero_grad()
         out = model(x, attention_mask=mask, labels=labels)
         out.loss.backward()
         logits[attn] = out.logits[mask.bool()]
         grads[attn] = model.model.layers[0].attn.qkv_proj.weight.grad.clone()
-    assert (logits["eager"] - logits["sdpa"]).abs().max() < 1e-4
-    assert (grads["eager"] - grads["sdpa"]).abs().max() < 1e-4 * grads["sdpa"].abs().max()
+    for attn in ("eager", "tinylm_causal_blocks"):
+        assert (logits[attn] - logits["sdpa"]).abs().max() < 1e-4
+        assert (grads[attn] - grads["sdpa"]).abs().max() < 1e-4 * grads["sdpa"].abs().max()
     with torch.no_grad():  # a prompt of 140 tokens after 10 cached ones: blocks offset by the cache
         full = model(x).logits
         cache = model(x[:, :10], use_cache=True).past_key_values
@@ -139,6 +140,49 @@ def test_logits_equal_stock_model_and_round_trip_is_exact(family, to, back):
         ours, theirs = model.state_dict(), restored.state_dict()
         assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
         assert torch.equal(model(x).logits, restored(x).logits)
+
+
+@pytest.mark.parametrize("family,to", [("gpt", to_gpt2), ("llama", to_llama)])
+@pytest.mark.parametrize("attn", ["sdpa", "tinylm_causal_blocks"])
+def test_hidden_states_and_attention_weights_equal_the_stock_models(family, to, attn):
+    model = make(family, **({"num_key_value_heads": 4} if family == "gpt" else {}))
+    model.config._attn_implementation = attn  # neither returns weights: asking for them switches to the plain one
+    stock = to(model)
+    stock.config._attn_implementation = "eager"
+    x = torch.randint(3, 97, (2, 30))
+    mask = torch.ones_like(x)
+    mask[1, :4] = 0  # left padding
+    with torch.no_grad():
+        ours = model(x, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+        theirs = stock(x, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+        plain = model(x, attention_mask=mask)
+    assert len(ours.hidden_states) == len(theirs.hidden_states) == 3  # the embeddings, then each layer's output
+    for a, b in zip(ours.hidden_states, theirs.hidden_states):
+        assert (a - b)[mask.bool()].abs().max() < 1e-5
+    assert len(ours.attentions) == 2 and ours.attentions[0].shape == (2, 4, 30, 30)
+    for a, b in zip(ours.attentions, theirs.attentions):
+        assert (a - b).abs().max() < 1e-5
+        assert torch.allclose(a.sum(-1), torch.ones(2, 4, 30))  # every row a distribution
+        a = a * mask[:, None, :, None]  # (padding rows attend to nothing: their weights are arbitrary)
+        assert a.triu(1).abs().max() == 0 and a[1, :, :, :4].abs().max() == 0  # no future, no padding
+    assert (ours.logits - plain.logits)[mask.bool()].abs().max() < 1e-5  # the same model either way
+    assert model(x).hidden_states is None and model(x).attentions is None  # only when asked for
+
+
+def test_stock_gpt2_with_the_default_special_ids_beyond_a_small_vocabulary_converts(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=300, n_embd=32, n_layer=2, n_head=4, n_positions=64)  # bos/eos stay 50256
+    GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
+    proc = run_script("-m", "tinylm_hf.convert", "--from", tmp_path / "gpt2", tmp_path / "ours", check=True)
+    assert "bos_token_id=50256" in proc.stderr and "outside the vocabulary" in proc.stderr
+    ours = AutoModelForCausalLM.from_pretrained(tmp_path / "ours")
+    assert ours.config.bos_token_id is None and ours.config.eos_token_id is None
+    stock = GPT2LMHeadModel.from_pretrained(tmp_path / "gpt2")
+    x = torch.randint(0, 300, (1, 12))
+    with torch.no_grad():
+        assert (ours(x).logits - stock(x).logits).abs().max() < 1e-4
 
 
 def test_convert_refuses_the_wrong_family():

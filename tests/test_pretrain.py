@@ -73,7 +73,7 @@ def test_callbacks_through_a_real_trainer_run(tiny_model_dir):
         assert e["eval_perplexity"] == pytest.approx(math.exp(e["eval_loss"]), rel=1e-3)
     # samples at each evaluation, from the fixed prompts
     samples = [json.loads(line) for line in (tiny_model_dir / "samples.jsonl").read_text().splitlines()]
-    assert [s["step"] for s in samples] == [20] * 3 + [40] * 3 + [40] * 3  # two evaluations + the final one
+    assert [s["step"] for s in samples] == [20] * 3 + [40] * 3  # two evaluations; the final model's are not re-run
     assert [s["prompt"] for s in samples[:3]] == SAMPLE_PROMPTS and all(s["completion"] for s in samples)
     # the loss plot
     assert (tiny_model_dir / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -116,11 +116,60 @@ def test_nan_guard_stops_training_and_keeps_the_last_good_checkpoint(tiny_model_
     assert trainer.state.global_step == 15
 
 
-def test_time_budget_stops_training(tiny_model_dir, tmp_path):
-    trainer, args = tiny_trainer(tiny_model_dir, tmp_path, max_train_minutes=1e-9)
+def test_a_spent_time_budget_stops_at_its_first_plan_and_saves(tiny_model_dir, tmp_path):
+    trainer, args = tiny_trainer(tiny_model_dir, tmp_path, time_budget=1e-9)
     run.train(trainer, args)
-    assert trainer.state.global_step == 1
-    assert os.path.isdir(tmp_path / "checkpoint-1")  # saved on the way out
+    assert trainer.state.global_step == 3  # two compiling steps, then the plan: no time left
+    assert os.path.isdir(tmp_path / "checkpoint-3")  # evaluated and saved on the way out
+
+
+class SlowDown(TrainerCallback):
+    """A machine that gets slower: each step after `after` takes `seconds` more."""
+
+    def __init__(self, after: int, seconds: float):
+        self.after, self.seconds, self.totals = after, seconds, []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.totals.append(state.max_steps)
+        if state.global_step > self.after:
+            time.sleep(self.seconds)
+
+
+def test_time_budget_sets_the_steps_so_the_schedule_ends_with_the_budget(tmp_path):
+    from tinylm_hf.training.pretrain import main
+
+    budget = 0.5  # minutes, for the whole run: data, tokenizer, training, evaluations, saving
+    slow = SlowDown(after=40, seconds=0.05)
+    original = run.make_trainer
+
+    def make_trainer(*a, **kw):
+        trainer = original(*a, **kw)
+        trainer.add_callback(slow)
+        return trainer
+
+    out = tmp_path / "budget"
+    args = [a for a in TINY_RUN if a not in ("--max_steps", "40", "--eval_steps", "20", "--save_steps", "20")]
+    run.make_trainer = make_trainer
+    start = time.time()
+    try:
+        main([*args, "--time_budget", str(budget), "--output_dir", str(out), "--disable_tqdm", "true"])
+    finally:
+        run.make_trainer = original
+    elapsed = time.time() - start
+    assert elapsed <= budget * 60 * 1.1, elapsed
+    steps = max(int(p.split("-")[1]) for p in os.listdir(out) if p.startswith("checkpoint-"))
+    history = state(out / f"checkpoint-{steps}")["log_history"]
+    # the plan moved when the steps got slower, and the run stopped where the last plan said
+    planned = [t for t in slow.totals if t < 10**9]
+    assert planned[-1] == steps and max(planned[:40]) > steps
+    # warm-up, then the cosine decay down to its floor (10% of 3e-3) at the last step
+    rates = [e["learning_rate"] for e in history if "learning_rate" in e]
+    assert max(rates) > 2e-3 and rates[-1] < 0.4e-3
+    evals = [e["step"] for e in history if "eval_loss" in e]
+    assert 4 <= len(evals) <= 7 and evals[-1] == steps  # every fifth of the run, and the final model
+    card = (out / "README.md").read_text()
+    assert f"| steps | {steps} |" in card and f"| tokens seen | {steps * 8 * 128} |" in card
+    assert "| time budget | 0.5 minutes |" in card
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
@@ -154,12 +203,28 @@ def test_two_processes_with_torchrun(tmp_path):
     out = tmp_path / "ddp"
     proc = run_script("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
                       "run_pretrain.py", *TINY_RUN, "--max_steps", "10", "--eval_steps", "10", "--save_steps", "10",
-                      "--output_dir", out, check=True, env={"OMP_NUM_THREADS": "1"})
+                      "--time_budget", "5", "--output_dir", out, check=True, env={"OMP_NUM_THREADS": "1"})
     assert (out / "model.safetensors").exists()
     assert "2 processes" in proc.stdout
     # two ranks of 8 windows per step: 10 steps saw 160 windows, twice what one process would
     assert "| batch size | 16 |" in (out / "README.md").read_text()
-    assert state(out / "checkpoint-10")["global_step"] == 10
+    assert state(out / "checkpoint-10")["global_step"] == 10  # the budget's plans, made by rank 0, capped at 10
+
+
+def test_another_seed_rebuilds_the_token_files_and_the_tokenizer(tmp_path, capsys):
+    """The embedded corpus and a carved-off validation split depend on the seed: files built under one seed are
+    never reused under another."""
+    from tinylm_hf.training.pretrain import main
+
+    out = tmp_path / "run"
+    args = [a for a in TINY_RUN if a not in ("--max_steps", "40")] + ["--max_steps", "1", "--output_dir", str(out)]
+    tokens = {}
+    for seed in ("1", "2", "1"):
+        main([*args, "--seed", seed])
+        tokens.setdefault(seed, []).append((out / "tokens" / "train.bin").read_bytes())
+    printed = capsys.readouterr().out
+    assert tokens["1"][0] != tokens["2"][0] and tokens["1"][0] == tokens["1"][1]
+    assert printed.count("training a 400-token byte-level BPE") == 3 and "reusing token files" not in printed
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -118,7 +118,8 @@ def test_sigkill_while_writing_token_files_is_noticed_and_rebuilt(tmp_path):
     proc.wait()
     assert read_meta(str(tokens)) is None  # incomplete: no meta.json yet
     rerun = run_script(*args, check=True)
-    assert "incomplete" in rerun.stdout or "rebuilding" in rerun.stdout or "train:" in rerun.stdout
+    assert "the token files in" in rerun.stdout and "are incomplete" in rerun.stdout
+    assert not [p.name for p in tokens.iterdir() if ".tmp-" in p.name]  # the killed run's leftovers are gone
     meta = read_meta(str(tokens))
     assert meta["splits"]["train"]["documents"] == 2317 - meta["splits"]["validation"]["documents"]
 

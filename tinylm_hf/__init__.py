@@ -1,11 +1,14 @@
 """tinylm-hf: build a small language model from scratch, the Hugging Face way.
 
 Importing the package registers TinyLM with the Auto classes, so `AutoConfig` / `AutoModelForCausalLM` load our
-folders with our installed classes and never need `trust_remote_code`.
+folders with our installed classes and never need `trust_remote_code`, and registers the faster training attention
+(`tinylm_hf/attention.py`) with transformers' attention interface.
 """
 
 from transformers import AutoConfig, AutoModelForCausalLM
 
+# registers the blocked causal attention for training: attn_implementation="tinylm_causal_blocks"
+from . import attention  # noqa: F401
 from .configuration_tinylm import TinyLMConfig
 from .errors import UserError
 from .modeling_tinylm import TinyLMForCausalLM, TinyLMModel, TinyLMPreTrainedModel

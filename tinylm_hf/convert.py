@@ -34,8 +34,15 @@ def _require(config: TinyLMConfig, needs: dict, target: str) -> None:
         raise UserError(f"this model cannot become {target}: {'; '.join(wrong)}")
 
 
-def _ids(config) -> dict:
-    return {k: getattr(config, k, None) for k in SPECIAL_IDS}
+def _ids(config, vocab_size: int | None = None) -> dict:
+    """The special token ids of `config`. Importing (vocab_size given), an id outside the vocabulary is dropped with
+    a warning: `GPT2Config(vocab_size=...)` keeps GPT-2's 50256, which transformers loads and TinyLM refuses."""
+    ids = {k: getattr(config, k, None) for k in SPECIAL_IDS}
+    for key, value in ids.items():
+        if vocab_size is not None and value is not None and not 0 <= value < vocab_size:
+            print(f"warning: {key}={value} is outside the vocabulary ({vocab_size} tokens): dropped", file=sys.stderr)
+            ids[key] = None
+    return ids
 
 
 # ---- llama family <-> LlamaForCausalLM -------------------------------------------------------------------------
@@ -84,7 +91,7 @@ def from_llama(model: LlamaForCausalLM) -> TinyLMForCausalLM:
         num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
         num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
         norm_eps=c.rms_norm_eps, tie_word_embeddings=c.tie_word_embeddings, bias=c.attention_bias,
-        rope_theta=theta, dropout=float(c.attention_dropout), **_ids(c),
+        rope_theta=theta, dropout=float(c.attention_dropout), **_ids(c, c.vocab_size),
     )
     theirs = model.state_dict()
     ours = {"model.embed_tokens.weight": theirs["model.embed_tokens.weight"],
@@ -151,7 +158,8 @@ def from_gpt2(model: GPT2LMHeadModel) -> TinyLMForCausalLM:
     config = TinyLMConfig(
         family="gpt", vocab_size=c.vocab_size, hidden_size=c.n_embd, num_hidden_layers=c.n_layer,
         num_attention_heads=c.n_head, intermediate_size=c.n_inner or 4 * c.n_embd,
-        max_position_embeddings=c.n_positions, norm_eps=c.layer_norm_epsilon, dropout=c.resid_pdrop, **_ids(c),
+        max_position_embeddings=c.n_positions, norm_eps=c.layer_norm_epsilon, dropout=c.resid_pdrop,
+        **_ids(c, c.vocab_size),
     )
     return _build(TinyLMForCausalLM, config, _rename(model.state_dict(), _gpt2_names(c.n_layer), False))
 
@@ -184,9 +192,14 @@ def convert_folder(src: str, dst: str, to: str | None = None) -> str:
         converted = importer(cls.from_pretrained(src))
     converted.save_pretrained(dst)
     try:
-        GenerationConfig.from_pretrained(src).save_pretrained(dst)
+        generation = GenerationConfig.from_pretrained(src)
     except OSError:
-        pass  # no generation_config.json in src
+        generation = None  # no generation_config.json in src
+    if generation is not None:
+        for key in SPECIAL_IDS:  # as in the model's config: ids outside the vocabulary were dropped
+            if getattr(generation, key, None) is not None and getattr(converted.config, key, None) is None:
+                setattr(generation, key, None)
+        generation.save_pretrained(dst)
     try:
         AutoTokenizer.from_pretrained(src).save_pretrained(dst)
     except (OSError, ValueError):

@@ -15,10 +15,10 @@ from transformers import TextIteratorStreamer
 from .data.embedded import FEATURE_NAMES
 from .data.instruct import prompt_text
 from .errors import UserError
-from .presets import count_parameters, format_count
+from .presets import format_count
 from .tokenizer import load_tokenizer
-from .training.hardware import check_precision, cpu_has_bf16
-from .training.run import load_model
+from .hardware import check_precision, cpu_has_bf16
+from .loading import load_model
 
 DEFAULT_MODELS = ("outputs/quickstart-instruct", "outputs/quickstart")
 MAX_MESSAGE_CHARS = 20_000
@@ -64,7 +64,7 @@ class Demo:
         self.name = name_or_path
         check_precision(precision)  # before the load, which takes a while
         model = load_model(name_or_path, revision).eval()
-        self.model = model.to(weights_dtype(precision, count_parameters(model.config)))
+        self.model = model.to(weights_dtype(precision, model.num_parameters()))
         self.tokenizer = load_tokenizer(name_or_path, revision, add_chat_template=False)
         self.can_chat = bool(self.tokenizer.chat_template)
         self.context = self.model.config.max_position_embeddings
@@ -77,7 +77,7 @@ class Demo:
 
     def info(self) -> str:
         c = self.model.config
-        return (f"**{self.name}**: {c.family} family, {format_count(count_parameters(c))} parameters, "
+        return (f"**{self.name}**: {c.family} family, {format_count(self.model.num_parameters())} parameters, "
                 f"{c.num_hidden_layers} layers x {c.hidden_size} wide, context {c.max_position_embeddings} tokens, "
                 f"vocabulary {c.vocab_size}, {str(self.model.dtype).removeprefix('torch.')} weights; "
                 f"{'instruction-tuned (chat enabled)' if self.can_chat else 'pretrained only'}")

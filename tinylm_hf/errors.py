@@ -1,11 +1,20 @@
 """One error type for user mistakes, and the script edge that turns it into one line and exit code 2."""
 
+import os
 import sys
 from collections.abc import Callable
 
 
 class UserError(Exception):
     """A mistake the user can fix: the message names the problem and the fix, in one line."""
+
+
+def hub_hint(err: Exception) -> str:
+    """One line for a failed Hub/local load: offline mode and unknown ids get their fix named."""
+    text = " ".join(str(err).split())
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in text.lower() or "connect" in text.lower():
+        return "the Hub cannot be reached (offline): download the repository first, or pass a local folder"
+    return text[:300]
 
 
 def run_cli(main: Callable[[list[str]], object], argv: list[str] | None = None) -> None:

@@ -93,8 +93,8 @@ def main(argv: list[str]) -> None:
     push.add_argument("repo_id", help="USER/NAME on the Hub")
     push.add_argument("--revision", help="a branch to push to (created if missing); default: main")
     push.add_argument("--private", action="store_true", help="create the repository as private")
-    push.add_argument("--commit-message", help="the commit message")
-    push.add_argument("--include-checkpoints", action="store_true",
+    push.add_argument("--commit_message", "--commit-message", help="the commit message")
+    push.add_argument("--include_checkpoints", "--include-checkpoints", action="store_true",
                       help="also upload checkpoint-* folders (with optimizer states)")
     args = parser.parse_args(argv)
     url = push_folder(args.folder, args.repo_id, args.revision, args.private, args.commit_message,

@@ -1,7 +1,9 @@
 """TinyLM: a compact GPT, in one file, as a real `transformers` model.
 
 Reads like nanoGPT (embeddings -> N x [norm -> attention -> norm -> MLP] -> norm -> head), plugs in like
-`modeling_llama.py`: attention through transformers' attention interface (SDPA by default, eager available),
+`modeling_llama.py`: attention through transformers' attention interface (SDPA by default; the plain
+`eager_attention_forward` here is the reference; faster kernels plug in by name, as the package's blocked CPU
+attention for training does, `tinylm_hf/attention.py`),
 the KV cache through the `Cache` API, the loss through `self.loss_function`, `generate()` from
 `GenerationMixin`. Every architecture choice comes from `TinyLMConfig`.
 
@@ -12,6 +14,7 @@ This file travels next to the saved weights (for `trust_remote_code=True`), so i
 rest of the `tinylm_hf` package.
 """
 
+import copy
 import inspect
 import math
 from collections.abc import Callable
@@ -20,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
-from transformers.cache_utils import DynamicCache
+from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation import GenerationMixin
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -83,40 +86,21 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """Plain attention, written out: softmax(q k^T * scale + mask) v. The reference for the fused kernels.
+    """Plain attention, written out: softmax(q k^T * scale + mask) v. The reference for the faster kernels (SDPA,
+    flash attention, the package's blocked CPU attention), and the one that returns the attention weights.
 
-    baddbmm adds the mask inside the q k^T matmul, which saves a pass over the (T, S) scores: under torch.compile
-    on a CPU this trains faster than the SDPA kernel (whose backward is slow there), see benchmarks/.
-
-    Causal attention skips the future, as flash attention does: the queries are the last T of the S positions,
-    so a block of query rows looks at no key after its own last row. Each block (at least 64 rows, at most 8 blocks)
-    takes only the keys up to there, and the masked scores above the diagonal, about half of them in training,
-    are never computed (fwd + bwd 1.4x faster at T = 256, 2.3x at 512 on a CPU). The result is the same; no
-    attention weights are returned (the model never outputs them, as with SDPA)."""
+    query (B, H, T, D); key, value (B, K, S, D); attention_mask (B, 1, T, S): 0 where a token may look, the dtype's
+    minimum where not (the future, padding) -> (B, T, H, D) and the weights (B, H, T, S)."""
     if module.num_key_value_groups > 1:  # each k/v head serves a group of query heads
         key = key.repeat_interleave(module.num_key_value_groups, dim=1)  # (B, K, S, D) -> (B, H, S, D)
         value = value.repeat_interleave(module.num_key_value_groups, dim=1)
-    B, H, T, D = query.shape
-    S = key.shape[2]
-    q, k, v = query.reshape(B * H, T, D), key.reshape(B * H, S, D), value.reshape(B * H, S, D)
-    mask = None  # 0 where a token may look, -inf (or the dtype's minimum) where not (the future, padding)
+    scores = query @ key.transpose(2, 3) * scaling  # (B, H, T, S)
     if attention_mask is not None:
-        mask = attention_mask.to(query.dtype).expand(B, H, T, S).reshape(B * H, T, S)
-    rows = max(64, -(-T // 8)) if mask is not None else T  # query rows per block (one block without a mask)
-    blocks = []
-    for start in range(0, T, rows):
-        end = min(start + rows, T)
-        seen = S - T + end  # keys this block may look at: up to its last row's position
-        q_block, k_block, v_block = q[:, start:end], k[:, :seen], v[:, :seen]  # (B * H, t, D), (B * H, s, D) x 2
-        if mask is None:
-            scores = torch.bmm(q_block, k_block.transpose(1, 2)) * scaling  # (B * H, t, s)
-        else:  # mask + q k^T * scale
-            scores = torch.baddbmm(mask[:, start:end, :seen], q_block, k_block.transpose(1, 2), alpha=scaling)
-        weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-        weights = F.dropout(weights, p=dropout, training=module.training)
-        blocks.append(torch.bmm(weights, v_block))  # (B * H, t, D)
-    out = torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0]
-    return out.view(B, H, T, D).transpose(1, 2).contiguous(), None  # (B, T, H, D)
+        scores = scores + attention_mask
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)  # each row sums to 1
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    out = weights @ value  # (B, H, T, D)
+    return out.transpose(1, 2).contiguous(), weights  # (B, T, H, D), (B, H, T, S)
 
 
 class TinyLMAttention(nn.Module):
@@ -138,7 +122,9 @@ class TinyLMAttention(nn.Module):
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=config.bias)
         self.o_proj.writes_to_residual = True  # scaled init, see TinyLMPreTrainedModel._init_weights
 
-    def forward(self, hidden_states, position_embeddings=None, attention_mask=None, past_key_values=None, **kwargs):
+    def forward(self, hidden_states: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+                attention_mask: torch.Tensor | None = None, past_key_values: Cache | None = None,
+                output_attentions: bool = False, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, _ = hidden_states.shape
         D = self.head_dim
         H, K = self.num_heads, self.num_key_value_heads
@@ -154,14 +140,15 @@ class TinyLMAttention(nn.Module):
                 q, k, v = q.float(), k.float(), v.float()  # few query tokens (3-5x fp32's): cache k, v in fp32
             k, v = past_key_values.update(k, v, self.layer_idx)  # (B, K, S, D)
 
-        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
+        # the configured implementation (SDPA by default); only the plain one returns the weights, so asking for
+        # them switches to it (the model builds the mask it needs)
+        implementation = "eager" if output_attentions else self.config._attn_implementation
+        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         y, weights = attention(
             self, q, k, v, attention_mask,
             dropout=self.config.dropout if self.training else 0.0, scaling=self.scaling, **kwargs,
         )  # (B, T, H, D)
-        return self.o_proj(y.reshape(B, T, -1).to(dtype)), weights  # (B, T, C)
+        return self.o_proj(y.reshape(B, T, -1).to(dtype)), weights  # (B, T, C), (B, H, T, S) or None
 
 
 class TinyLMMLP(nn.Module):
@@ -175,7 +162,7 @@ class TinyLMMLP(nn.Module):
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.bias)
         self.down_proj.writes_to_residual = True
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.up_proj(x)  # (B, T, I) or (B, T, 2I)
         if self.swiglu:
             gate, up = h.chunk(2, dim=-1)
@@ -196,13 +183,15 @@ class TinyLMBlock(GradientCheckpointingLayer):
         self.mlp = TinyLMMLP(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, hidden_states, attention_mask=None, position_embeddings=None, past_key_values=None, **kwargs):
-        attn_out, _ = self.attn(
-            self.attn_norm(hidden_states), position_embeddings, attention_mask, past_key_values, **kwargs
-        )
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+                past_key_values: Cache | None = None, output_attentions: bool = False,
+                **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attn_out, weights = self.attn(self.attn_norm(hidden_states), position_embeddings, attention_mask,
+                                      past_key_values, output_attentions, **kwargs)
         hidden_states = hidden_states + self.dropout(attn_out)
         hidden_states = hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
-        return hidden_states  # (B, T, C)
+        return hidden_states, weights  # (B, T, C), the attention weights when asked for
 
 
 class ChunkedLinearCrossEntropy(torch.autograd.Function):
@@ -285,8 +274,13 @@ class TinyLMModel(TinyLMPreTrainedModel):
         self.norm = make_norm(config)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, **kwargs) -> BaseModelOutputWithPast:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, past_key_values: Cache | None = None,
+                inputs_embeds: torch.Tensor | None = None, use_cache: bool | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
+                **kwargs) -> BaseModelOutputWithPast:
+        """hidden_states (with output_hidden_states): the input of every layer, then the final normed output, as
+        stock Llama / GPT-2 give them; attentions (with output_attentions): each layer's (B, H, T, S) weights."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -303,9 +297,17 @@ class TinyLMModel(TinyLMPreTrainedModel):
         if position_ids is None:  # positions continue after what the cache already holds
             position_ids = torch.arange(past, past + inputs_embeds.shape[1], device=inputs_embeds.device)[None]
 
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        config = self.config
+        if output_attentions and config._attn_implementation != "eager":  # the plain attention, which needs its mask
+            config = copy.copy(config)
+            config._attn_implementation = "eager"
         # the causal mask, merged with the padding mask; None when SDPA can use its own causal kernel
         mask = create_causal_mask(
-            config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+            config=config, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
             past_key_values=past_key_values, position_ids=position_ids,
         )
         x = inputs_embeds
@@ -315,9 +317,21 @@ class TinyLMModel(TinyLMPreTrainedModel):
         else:
             rope = self.rotary(x, position_ids)  # cos, sin: (B, T, D)
         x = self.dropout(x)
+        hidden_states = [] if output_hidden_states else None
+        attentions = [] if output_attentions else None
         for layer in self.layers:
-            x = layer(x, attention_mask=mask, position_embeddings=rope, past_key_values=past_key_values, **kwargs)
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(x), past_key_values=past_key_values)
+            if output_hidden_states:
+                hidden_states.append(x)
+            x, weights = layer(x, attention_mask=mask, position_embeddings=rope, past_key_values=past_key_values,
+                               output_attentions=output_attentions, **kwargs)
+            if output_attentions:
+                attentions.append(weights)
+        x = self.norm(x)  # (B, T, C)
+        if output_hidden_states:
+            hidden_states.append(x)
+        return BaseModelOutputWithPast(last_hidden_state=x, past_key_values=past_key_values,
+                                       hidden_states=tuple(hidden_states) if output_hidden_states else None,
+                                       attentions=tuple(attentions) if output_attentions else None)
 
 
 class TinyLMForCausalLM(TinyLMPreTrainedModel, GenerationMixin):
@@ -333,11 +347,16 @@ class TinyLMForCausalLM(TinyLMPreTrainedModel, GenerationMixin):
         self.post_init()
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, labels=None, use_cache=None, logits_to_keep: int = 0,
-                **kwargs) -> CausalLMOutputWithPast:
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, past_key_values: Cache | None = None,
+                inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
+                use_cache: bool | None = None, logits_to_keep: int = 0, **kwargs) -> CausalLMOutputWithPast:
         """labels: the input ids themselves (shifted inside the loss), -100 where no loss is wanted.
-        logits_to_keep: compute logits for the last N positions only (0: all); generate() uses 1."""
+        logits_to_keep: compute logits for the last N positions only (0: all); generate() uses 1.
+
+        In training mode with labels and gradients on, the loss comes from `chunked_loss` and `logits` is None: the
+        (B, T, V) logits are never built (the Trainer reads only the loss). Call `model.eval()`, or run under
+        torch.no_grad(), for logits and loss together."""
         outputs = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
@@ -345,14 +364,16 @@ class TinyLMForCausalLM(TinyLMPreTrainedModel, GenerationMixin):
         hidden = outputs.last_hidden_state  # (B, T, C)
         if labels is not None and self.training and torch.is_grad_enabled():  # training: the fused loss, no logits
             return CausalLMOutputWithPast(loss=self.chunked_loss(hidden, labels, **kwargs),
-                                          past_key_values=outputs.past_key_values)
+                                          past_key_values=outputs.past_key_values,
+                                          hidden_states=outputs.hidden_states, attentions=outputs.attentions)
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
         logits = self.lm_head(hidden)  # (B, T, V)
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=outputs.past_key_values)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=outputs.past_key_values,
+                                      hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
     def chunked_loss(self, hidden, labels, num_items_in_batch=None, shift_labels=None, **kwargs) -> torch.Tensor:
         """The same loss as `self.loss_function` (labels shifted inside), through `ChunkedLinearCrossEntropy`."""

@@ -3,8 +3,11 @@
 The vocabulary size shown is the preset's default; a training run uses its tokenizer's size instead.
 """
 
+import torch
+
 from .configuration_tinylm import TinyLMConfig
 from .errors import UserError
+from .modeling_tinylm import TinyLMForCausalLM
 
 #  name:               family,   vocab,  hidden, layers, heads, kv heads, context, where the shape comes from
 PRESETS: dict[str, dict] = {
@@ -32,18 +35,10 @@ def get_preset(name: str, **overrides) -> TinyLMConfig:
 
 
 def count_parameters(config: TinyLMConfig) -> int:
-    """The number of distinct parameters of TinyLMForCausalLM(config), from the shape alone (tied weights once)."""
-    C, I, V = config.hidden_size, config.intermediate_size, config.vocab_size
-    qkv_width = (config.num_attention_heads + 2 * config.num_key_value_heads) * config.head_dim
-    bias = 1 if config.bias else 0
-    norm = C * (2 if config.norm == "layernorm" and config.bias else 1)
-    mlp_in = 2 * I if config.mlp == "swiglu" else I
-    attention = C * qkv_width + bias * qkv_width + C * C + bias * C
-    mlp = C * mlp_in + bias * mlp_in + I * C + bias * C
-    layer = 2 * norm + attention + mlp
-    positions = config.max_position_embeddings * C if config.position_embedding == "learned" else 0
-    head = 0 if config.tie_word_embeddings else V * C
-    return V * C + positions + config.num_hidden_layers * layer + norm + head
+    """The number of distinct parameters of TinyLMForCausalLM(config) (tied weights once), counted by the model
+    itself, built on the meta device: no memory, no time, whatever the size."""
+    with torch.device("meta"):
+        return TinyLMForCausalLM(config).num_parameters()
 
 
 def format_count(n: int) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from .errors import UserError
+from .errors import UserError, hub_hint
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -91,14 +91,6 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, add_chat_temp
     if add_chat_template and not tokenizer.chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
-
-
-def hub_hint(err: Exception) -> str:
-    """One line for a failed Hub/local load: offline mode and unknown ids get their fix named."""
-    text = " ".join(str(err).split())
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in text.lower() or "connect" in text.lower():
-        return "the Hub cannot be reached (offline): download the repository first, or pass a local folder"
-    return text[:300]
 
 
 def fingerprint(tokenizer: PreTrainedTokenizerFast) -> str:

@@ -124,25 +124,33 @@ def row_messages(row: dict, row_index: int) -> list[dict]:
             {"role": "assistant", "content": _check_str(response, "response", row_index)}]
 
 
+def chat_dataset(rows: list[list[dict]], records: list[dict] | None = None) -> Dataset:
+    """`messages`, and next to them the `words` and `features` each prompt asks for (empty for chats that are not
+    story records), so that scoring reads what was asked instead of parsing the prompt back."""
+    records = records or [{}] * len(rows)
+    return Dataset.from_dict({"messages": rows, "words": [r.get("words", []) for r in records],
+                              "features": [r.get("features", []) for r in records]})
+
+
 def to_chat_dataset(ds: Dataset, rng: random.Random, derive: bool | None = None) -> Dataset:
-    """Any accepted shape -> a Dataset with one `messages` column."""
+    """Any accepted shape -> a Dataset of `messages` (with the `words` and `features` of story records)."""
     columns = set(ds.column_names)
+    records = None
     if columns & {"messages", "prompt", "instruction"}:
         rows = [row_messages(row, i) for i, row in enumerate(ds)]
     elif "text" in columns:
         texts = ds["text"]
         records = read_instruct_documents(texts)
-        if records and not derive:
-            rows = [record_messages(r) for r in records]
-        else:  # a plain story corpus: derive the header from each story
-            rows = [record_messages(drop_fields(derive_record(t, rng), rng)) for t in texts if t.strip()]
+        if not records or derive:  # a plain story corpus: derive the header from each story
+            records = [drop_fields(derive_record(t, rng), rng) for t in texts if t.strip()]
+        rows = [record_messages(r) for r in records]
     else:
         raise UserError(f"unknown data shape (columns: {', '.join(sorted(columns))}): "
                         f"accepted shapes are {'; '.join(SHAPES)}")
     for i, messages in enumerate(rows):
         if not messages[-1]["content"].strip():
             raise UserError(f"row {i}: the response is empty: remove the row or fill it in")
-    return Dataset.from_dict({"messages": rows})
+    return chat_dataset(rows, records)
 
 
 def embedded_chat(n_train: int, seed: int) -> DatasetDict:
@@ -151,23 +159,24 @@ def embedded_chat(n_train: int, seed: int) -> DatasetDict:
     out = {}
     for split, ds in corpus.items():
         rng = random.Random(f"{seed}-{split}")
-        rows = [record_messages(drop_fields({**row, "story": row["text"]}, rng)) for row in ds]
-        out[split] = Dataset.from_dict({"messages": rows})
+        records = [drop_fields({**row, "story": row["text"]}, rng) for row in ds]
+        out[split] = chat_dataset([record_messages(r) for r in records], records)
     return DatasetDict(out)
 
 
-def load_chat(dataset: str | None, data_files=None, validation_files=None, revision: str | None = None,
-              derive: bool | None = None, max_train_samples: int | None = None, max_eval_samples: int | None = None,
-              validation_split_percentage: float = 5.0, seed: int = 42, embedded_stories: int = 20_000
-              ) -> DatasetDict:
-    """`train` and `validation` splits of chats (`messages`), from any instruction source."""
+def load_chat(dataset: str | None = None, *, data_files=None, validation_files=None, revision: str | None = None,
+              derive_from_stories: bool = False, max_train_samples: int | None = None,
+              max_eval_samples: int | None = None, validation_split_percentage: float = 5.0, seed: int = 42,
+              embedded_stories: int = 20_000) -> DatasetDict:
+    """`train` and `validation` splits of chats (`messages`), from any instruction source (None: the embedded
+    records). revision: the data set's Hub revision."""
     if dataset in (None, "", "embedded"):
         splits = embedded_chat(embedded_stories, seed)
     else:
-        raw = sources.load_raw(dataset, data_files, validation_files, revision=revision)
+        raw = sources.load_raw(dataset, data_files=data_files, validation_files=validation_files, revision=revision)
         raw = sources.with_validation(sources.as_documents(raw), validation_split_percentage, seed, max_eval_samples)
         rng = random.Random(seed)
-        splits = DatasetDict({k: to_chat_dataset(v, rng, derive) for k, v in raw.items()})
+        splits = DatasetDict({k: to_chat_dataset(v, rng, derive_from_stories) for k, v in raw.items()})
     splits = sources.limit_splits(splits, max_train_samples, max_eval_samples)
     if len(splits["train"]) == 0:
         raise UserError(f"no usable examples in {dataset}")

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator
 import datasets
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
-from ..errors import UserError
-from ..tokenizer import EOS, hub_hint
+from ..errors import UserError, hub_hint
+from ..tokenizer import EOS
 from . import embedded
 
 BUILDERS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet",
@@ -47,13 +47,15 @@ def documents(lines: Iterable[str]) -> Iterator[str]:
         yield text
 
 
+def texts(ds: Dataset | IterableDataset, batch_size: int = 1000) -> Iterator[str]:
+    """The `text` column of a split, streamed in batches (never the whole corpus in memory)."""
+    for batch in ds.iter(batch_size=batch_size):
+        yield from batch["text"]
+
+
 def _document_rows(rows):
     """Generator for `from_generator`: the documents of a line-per-row dataset, as {"text": ...} rows."""
-    def lines():
-        for batch in rows.iter(batch_size=10_000):
-            yield from batch["text"]
-
-    for text in documents(lines()):
+    for text in documents(texts(rows, batch_size=10_000)):
         yield {"text": text}
 
 
@@ -91,7 +93,7 @@ def _as_list(files: str | list[str] | None) -> list[str]:
     return [f for f in (files.split(",") if isinstance(files, str) else files) if f]
 
 
-def load_raw(dataset: str, data_files=None, validation_files=None, streaming: bool = False,
+def load_raw(dataset: str, *, data_files=None, validation_files=None, streaming: bool = False,
              revision: str | None = None) -> AnyDict:
     """The splits of a source as `datasets` reads them (plain text still one row per line)."""
     train_files, val_files = _as_list(data_files), _as_list(validation_files)
@@ -153,7 +155,7 @@ def limit(ds, n: int | None):
     return ds.take(n) if isinstance(ds, IterableDataset) else ds.select(range(min(n, len(ds))))
 
 
-def load_corpus(dataset: str = "embedded", data_files=None, validation_files=None, text_column: str = "text",
+def load_corpus(dataset: str = "embedded", *, data_files=None, validation_files=None, text_column: str = "text",
                 streaming: bool = False, revision: str | None = None, max_train_samples: int | None = None,
                 max_eval_samples: int | None = None, validation_split_percentage: float = 5.0, seed: int = 42,
                 embedded_stories: int = 20_000) -> AnyDict:
@@ -161,13 +163,16 @@ def load_corpus(dataset: str = "embedded", data_files=None, validation_files=Non
     if dataset == "embedded":
         splits = embedded_dataset(embedded_stories, seed)
     else:
-        splits = load_raw(dataset, data_files, validation_files, streaming, revision)
-        splits = with_text_column(as_documents(splits), text_column, dataset)
-        if not streaming and len(splits["train"]) == 0:
-            raise UserError(f"the corpus {dataset} is empty: no documents to train on")
+        splits = load_raw(dataset, data_files=data_files, validation_files=validation_files, streaming=streaming,
+                          revision=revision)
+        splits = check_not_empty(with_text_column(as_documents(splits), text_column, dataset), dataset)
         splits = with_validation(splits, validation_split_percentage, seed, max_eval_samples)
-    splits = limit_splits(splits, max_train_samples, max_eval_samples)
-    if not streaming and len(splits["train"]) == 0:
+    return check_not_empty(limit_splits(splits, max_train_samples, max_eval_samples), dataset)
+
+
+def check_not_empty(splits: AnyDict, dataset: str) -> AnyDict:
+    """A corpus with no training documents is a clear error (a streamed one cannot be counted here)."""
+    if isinstance(splits["train"], Dataset) and len(splits["train"]) == 0:
         raise UserError(f"the corpus {dataset} is empty: no documents to train on")
     return splits
 
@@ -214,15 +219,18 @@ def embedded_dataset(n_train: int, seed: int = 42, n_validation: int | None = No
                         "validation": as_dataset(embedded.generate_stories(n_validation, seed, start=n_train))})
 
 
-def describe(dataset: str, data_files=None, validation_files=None, text_column: str = "text",
-             revision: str | None = None, **limits) -> str:
-    """A stable description of a source, stored with token files so that a different source is never reused."""
+def describe(dataset: str, *, data_files=None, validation_files=None, text_column: str = "text",
+             revision: str | None = None, streaming: bool = False, seed: int = 42, **limits) -> str:
+    """A stable description of a source, stored with token files (and the trained tokenizer) so that files built
+    from another source are never reused. It names everything that decides the documents: the files (with their
+    sizes and times), the column, the revision, streaming, the seed (the embedded corpus and a carved-off
+    validation split depend on it) and the limits."""
     parts = [dataset]
     if os.path.isfile(dataset):
         stat = os.stat(dataset)
         parts.append(f"{os.path.abspath(dataset)}:{stat.st_size}:{int(stat.st_mtime)}")
     parts += [f"files={_as_list(data_files)}", f"validation={_as_list(validation_files)}", f"column={text_column}",
-              f"revision={revision}"]
+              f"revision={revision}", f"streaming={streaming}", f"seed={seed}"]
     parts += [f"{k}={v}" for k, v in sorted(limits.items())]
     for path in _as_list(data_files) + _as_list(validation_files):
         if os.path.isfile(path):

@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from ..errors import UserError
+from ..files import TMP, write_json, written_whole
 from ..tokenizer import fingerprint
 
 META = "meta.json"
@@ -26,15 +27,6 @@ FORMAT_VERSION = 1
 
 def token_dtype(vocab_size: int):
     return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32
-
-
-def _atomic_json(path: str, obj) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_meta(folder: str) -> dict | None:
@@ -80,10 +72,13 @@ def build_token_files(splits, tokenizer, folder: str, source: str, num_proc: int
             log(f"reusing token files in {folder} ({meta['splits']['train']['tokens']:,} training tokens)")
             return meta
         log(f"the token files in {folder} were built with another tokenizer: rebuilding them")
-    elif os.path.exists(os.path.join(folder, META)) or os.path.exists(os.path.join(folder, "train.bin")):
+    elif meta or any(name == META or name.endswith(".bin") or TMP in name for name in os.listdir(folder)):
         log(f"the token files in {folder} are incomplete or from another source: rebuilding them")
     if os.path.exists(os.path.join(folder, META)):
         os.remove(os.path.join(folder, META))  # from here on, the folder is incomplete until meta.json is back
+    for name in os.listdir(folder):  # what a killed build left half-written
+        if TMP in name:
+            os.remove(os.path.join(folder, name))
 
     dtype = token_dtype(len(tokenizer))
     eos_id = tokenizer.eos_token_id
@@ -98,24 +93,20 @@ def build_token_files(splits, tokenizer, folder: str, source: str, num_proc: int
                               desc=f"tokenizing {split}")
         encoded = ds.map(_encode_batch, **map_kwargs)
         path = os.path.join(folder, f"{split}.bin")
-        tmp = f"{path}.tmp-{os.getpid()}"
         n_tokens = n_docs = n_bytes = 0
-        with open(tmp, "wb") as f:
+        with written_whole(path) as tmp, open(tmp, "wb") as f:
             for batch in encoded.iter(batch_size=1000):
                 if batch["ids"]:
                     np.concatenate([np.asarray(x, dtype=dtype) for x in batch["ids"]]).tofile(f)
                 n_tokens += sum(len(x) for x in batch["ids"])
                 n_docs += len(batch["ids"])
                 n_bytes += sum(batch["n_bytes"])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
         new_meta["splits"][split] = {"tokens": n_tokens, "documents": n_docs, "bytes": n_bytes}
         log(f"{split}: {n_docs:,} documents, {n_tokens:,} tokens, {n_bytes / max(n_tokens, 1):.2f} bytes/token")
     if new_meta["splits"].get("train", {}).get("tokens", 0) == 0:
         raise UserError(f"no tokens in the training split of {source}: the corpus is empty")
     new_meta["seconds"] = round(time.time() - start, 2)
-    _atomic_json(os.path.join(folder, META), new_meta)
+    write_json(os.path.join(folder, META), new_meta)
     return new_meta
 
 

@@ -5,7 +5,9 @@ config file (`python run_pretrain.py configs/stories15m.yaml --max_steps 100`: t
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import yaml
@@ -13,7 +15,10 @@ from huggingface_hub import get_token
 from transformers import HfArgumentParser, TrainingArguments
 
 from ..errors import UserError
-from .hardware import bf16_is_fast, check_precision
+from ..hardware import bf16_is_fast, check_precision
+
+
+COMPILE_PAYS_MINUTES = 3  # torch.compile's 10-60 s pay back in runs of 500+ steps or budgets of 3+ minutes
 
 
 @dataclass
@@ -41,6 +46,8 @@ class DataArguments:
     dataset: str = field(default="embedded", metadata={
         "help": "embedded (the offline story corpus), a Hub dataset id, a local folder laid out like one, or a "
                 "local .txt / .json / .jsonl / .parquet / .csv file"})
+    dataset_revision: str | None = field(default=None, metadata={
+        "help": "Hub revision (branch, tag or commit) of --dataset to pin"})
     data_files: str | None = field(default=None, metadata={"help": "training files inside the dataset (comma-separated)"})
     validation_files: str | None = field(default=None, metadata={"help": "validation files (comma-separated)"})
     text_column: str = field(default="text", metadata={"help": "the column holding the text"})
@@ -58,6 +65,13 @@ class DataArguments:
     random_windows: bool = field(default=False, metadata={"help": "windows at random offsets instead of in order"})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for tokenizing"})
 
+    def corpus_kwargs(self, seed: int) -> dict:
+        """The keyword arguments of `sources.load_corpus` (and `sources.describe`) for --dataset."""
+        return dict(data_files=self.data_files, validation_files=self.validation_files, text_column=self.text_column,
+                    streaming=self.streaming, revision=self.dataset_revision, max_train_samples=self.max_train_samples,
+                    max_eval_samples=self.max_eval_samples, seed=seed, embedded_stories=self.embedded_stories,
+                    validation_split_percentage=self.validation_split_percentage)
+
 
 @dataclass
 class TokenizerArguments:
@@ -72,7 +86,10 @@ class TokenizerArguments:
 @dataclass
 class TinyLMTrainingArguments(TrainingArguments):
     """TrainingArguments with defaults for small models: AdamW (0.9, 0.95), weight decay 0.1, warmup then cosine
-    decay to 10% of the peak, clipping at 1.0, evaluation and checkpoints on a schedule, best model kept."""
+    decay to 10% of the peak, clipping at 1.0, evaluation and checkpoints every fifth of the run, best model kept;
+    with no --max_steps, a time budget of `default_time_budget` minutes sets the number of steps."""
+
+    default_time_budget: ClassVar[float] = 5.0
 
     output_dir: str = field(default="outputs/quickstart", metadata={"help": "the model folder to write"})
     overwrite_output_dir: bool = field(
@@ -80,11 +97,14 @@ class TinyLMTrainingArguments(TrainingArguments):
     precision: str = field(default="auto", metadata={
         "help": "auto (bf16 autocast where the CPU has AMX/AVX512-BF16 or the GPU has bf16, else fp32) | bf16 | fp32"})
     compile: str = field(default="auto", metadata={
-        "help": "torch.compile the model: auto (on for runs of 500+ steps, where its 15-40 s pay back; needs a C "
-                "compiler on CPUs) | on | off"})
-    max_train_minutes: float | None = field(default=None, metadata={"help": "stop training after this many minutes"})
+        "help": "torch.compile the model: auto (on for runs of 500+ steps or time budgets of 3+ minutes, where its "
+                "10-60 s pay back; needs a C compiler on CPUs) | on | off"})
+    time_budget: float | None = field(default=None, metadata={
+        "help": "minutes for the whole run (data, tokenizer, compiling, training, evaluation, saving): the number of "
+                "steps is set from the measured step time so that warm-up and decay end with the budget; "
+                "--max_steps caps it. Default: 5 minutes when --max_steps is not given"})
     save_on_interrupt: bool = field(default=False, metadata={"help": "on Ctrl-C, save a checkpoint before exiting"})
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3  # the best of 1e-3, 2e-3, 4e-3 for the quickstart (README, "Figures")
     adam_beta2: float = 0.95
     weight_decay: float = 0.1
     max_grad_norm: float = 1.0
@@ -94,10 +114,12 @@ class TinyLMTrainingArguments(TrainingArguments):
     optim: str = "adamw_torch_fused"
     per_device_train_batch_size: int = 16
     per_device_eval_batch_size: int = 32
-    max_steps: int = 1000
+    max_steps: int = field(default=-1, metadata={
+        "help": "training steps (default: as many as the --time_budget allows)"})
     eval_strategy: str = "steps"
-    eval_steps: float = 200
-    save_steps: float = 200
+    eval_steps: float = field(default=0.2, metadata={
+        "help": "evaluate every N steps, or every share of the run if < 1"})
+    save_steps: float = field(default=0.2, metadata={"help": "save a checkpoint every N steps, or every share if < 1"})
     save_total_limit: int | None = 2
     logging_steps: float = 25
     load_best_model_at_end: bool = True
@@ -120,16 +142,28 @@ class TinyLMTrainingArguments(TrainingArguments):
         if self.push_final_folder and not get_token():
             raise UserError("--push_to_hub: no Hugging Face token: run `hf auth login` or set HF_TOKEN")
         check_precision(self.precision)
+        if not torch.cuda.is_available() and not torch.backends.mps.is_available():
+            # the Trainer's word for a CPU run: without it, bf16 autocast is refused and torchrun's processes never
+            # join one process group (each trains alone: seen on CPUs without bf16 units, where it was not set)
+            self.use_cpu = True
+            self.dataloader_pin_memory = False  # nothing to pin for: the batches stay in CPU memory
         if self.precision == "bf16" or (self.precision == "auto" and not self.fp16 and bf16_is_fast()):
             self.bf16 = True
-            if not torch.cuda.is_available():
-                self.use_cpu = True  # the Trainer's word for "bf16 autocast on the CPU is intended"
         if self.precision == "fp32":
             self.bf16 = False
         if self.compile not in ("auto", "on", "off"):
             raise UserError(f"--compile {self.compile!r}: use auto, on or off")
+        self.started = time.time()  # the time budget's clock
+        if self.time_budget is None and self.max_steps <= 0:
+            self.time_budget = self.default_time_budget
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise UserError(f"--time_budget {self.time_budget}: give a number of minutes above 0")
+        self.step_cap = self.max_steps if self.max_steps > 0 else None  # under a budget: the most steps it may set
+        if self.time_budget is not None and self.max_steps <= 0:
+            self.max_steps = 10**9  # the budget sets the steps; the Trainer wants an upper bound
         can_compile = torch.cuda.is_available() or shutil.which(os.environ.get("CXX", "g++")) is not None
-        if self.compile == "on" or (self.compile == "auto" and self.max_steps >= 500 and can_compile):
+        long_run = self.max_steps >= 500 and (self.time_budget or COMPILE_PAYS_MINUTES) >= COMPILE_PAYS_MINUTES
+        if self.compile == "on" or (self.compile == "auto" and long_run and can_compile):
             self.torch_compile = True
         super().__post_init__()
 

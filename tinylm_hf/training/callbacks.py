@@ -1,5 +1,5 @@
 """Our Trainer callbacks: throughput and MFU, sample generations, bits per byte, the loss plot, a NaN guard,
-a time budget.
+a time budget that sets the number of steps.
 
 Callbacks that add figures to the logs derive from `LogMetricsCallback`: `TinyLMTrainer.log` calls their
 `update_logs` before the logs are recorded and shown, so the figures reach log_history, the progress bar
@@ -12,8 +12,12 @@ import os
 import time
 
 import torch
-from transformers import Trainer, TrainerCallback
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import Trainer, TrainerCallback, get_scheduler
 from transformers.trainer_callback import ProgressCallback
+
+from ..errors import UserError
+from ..files import written_whole
 
 
 class LogMetricsCallback(TrainerCallback):
@@ -22,7 +26,21 @@ class LogMetricsCallback(TrainerCallback):
 
 
 class TinyLMTrainer(Trainer):
-    """The Trainer, with our callbacks' figures merged into each log entry before it is recorded."""
+    """The Trainer, with our callbacks' figures merged into each log entry before it is recorded, and, under a
+    `TimeBudgetCallback` (`budget`), a learning-rate schedule that follows the budget's number of steps.
+
+    `make_trainer` sets the callbacks the scripts read back as attributes: `samples`, `nan_guard`, `budget`."""
+
+    samples: "SamplesCallback | None" = None
+    nan_guard: "NaNGuardCallback | None" = None
+    budget: "TimeBudgetCallback | None" = None
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.budget is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        self.lr_scheduler = LambdaLR(optimizer or self.optimizer, self.budget.learning_rate_schedule(self.args))
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         for callback in self.callback_handler.callbacks:
@@ -31,14 +49,16 @@ class TinyLMTrainer(Trainer):
         super().log(logs, start_time)
 
 
-def flops_per_token(config, seq_len: int) -> float:
-    """Training FLOPs per token (forward + backward): 6 per matmul weight, plus attention's score and value
-    products, 12 * layers * hidden * seq_len (the PaLM paper's accounting)."""
-    C, L = config.hidden_size, config.num_hidden_layers
-    kv = config.num_key_value_heads * config.head_dim
-    mlp_in = 2 * config.intermediate_size if config.mlp == "swiglu" else config.intermediate_size
-    matmul_weights = L * (C * (C + 2 * kv) + C * C + C * mlp_in + config.intermediate_size * C) + C * config.vocab_size
-    return 6 * matmul_weights + 12 * L * C * seq_len
+def flops_per_token(model, seq_len: int) -> float:
+    """Training FLOPs per token (forward + backward), counted from the model: 6 per weight a token is multiplied by
+    (every parameter outside the embeddings, plus the output head, which a tied model shares with the embedding),
+    plus attention's score and value products, 12 * layers * hidden * seq_len (the PaLM paper's accounting). Any
+    causal LM of transformers: ours or a stock one."""
+    config = model.config
+    head = model.get_output_embeddings().weight
+    tied = head is model.get_input_embeddings().weight
+    weights = model.num_parameters(exclude_embeddings=True) + (head.numel() if tied else 0)
+    return 6 * weights + 12 * config.num_hidden_layers * config.hidden_size * seq_len
 
 
 class ThroughputCallback(LogMetricsCallback):
@@ -106,18 +126,108 @@ class NaNGuardCallback(LogMetricsCallback):
 
 
 class TimeBudgetCallback(TrainerCallback):
-    """Stop after `minutes` of training, evaluating and saving first, so a run fits a time box."""
+    """--time_budget: the run ends when its budget does, with its learning-rate schedule complete.
 
-    def __init__(self, minutes: float):
-        self.seconds = minutes * 60
-        self.start = None
+    The budget is wall time from `start` (time.time() when the script began: data, tokenizer, compiling, training,
+    evaluation and saving all count). From the measured time of a step (the first `skip` steps, which compile, left
+    out; the median of the last 50, so a slow step does not swing it), of an evaluation with its checkpoint (until
+    one is measured: a guess from the evaluation set's size), and of the work the script still has to do after
+    training (`after_training` seconds), it sets the number of steps: `total_steps`, which the schedule of
+    `TinyLMTrainer` follows, so warm-up and decay end when the budget does. It plans again every `every` steps, so
+    a change of speed (a recompilation, another job on the machine) moves the end, not the deadline. `cap`
+    (--max_steps) bounds the steps. Under torchrun every rank follows rank 0's plan, so all stop at the same step.
+    """
+
+    def __init__(self, start: float, minutes: float, *, eval_guess_steps: float, after_training: float = 0.0,
+                 cap: int | None = None, skip: int = 2, every: int = 10):
+        self.deadline = start + minutes * 60
+        self.margin = 3.0 + 0.02 * minutes * 60  # seconds kept free: saving the final folder, the clock's noise
+        self.eval_guess_steps, self.after_training, self.cap = eval_guess_steps, after_training, cap
+        self.skip, self.every = skip, every
+        self.total_steps = cap or 10**9  # until the first plan: only the first, compiling steps run under it
+        self.step_times: list[float] = []
+        self.eval_cost: float | None = None  # seconds from the end of a step with an evaluation to the next step
+        self.step_start = self.step_end = None
+        self.evaluated = False
+        self.done = {"eval": 0, "save": 0}  # evaluations and checkpoints made at this budget's marks
+        self.progress: ProgressCallback | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.perf_counter()
+        state.eval_steps = state.save_steps = 10**9  # the marks below, which move with the plan, decide instead
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        now = time.time()
+        if self.evaluated and self.step_end is not None:
+            self.eval_cost = now - self.step_end  # evaluation, samples, checkpoint
+        self.evaluated = False
+        self.step_start = now
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.evaluated = True
 
     def on_step_end(self, args, state, control, **kwargs):
-        if time.perf_counter() - self.start > self.seconds:
+        self.step_end = time.time()
+        if state.global_step > self.skip:
+            self.step_times = (self.step_times + [self.step_end - self.step_start])[-50:]
+        if self.step_times and (len(self.step_times) == 1 or state.global_step % self.every == 0):
+            self.plan(args, state)
+        if state.global_step >= self.total_steps:
             control.should_training_stop = control.should_evaluate = control.should_save = True
+        # evaluate (and save) every --eval_steps (--save_steps) steps, or share of the run: the k-th time at k shares
+        # of the planned total, so a plan that moves neither skips a mark nor doubles one
+        marks = (("eval", args.eval_steps, "should_evaluate", args.eval_strategy),
+                 ("save", args.save_steps, "should_save", args.save_strategy))
+        for kind, steps, flag, strategy in marks:
+            if strategy != "steps":
+                continue
+            every = self.interval(steps, self.total_steps)
+            if state.global_step >= (self.done[kind] + 1) * every:
+                self.done[kind] = state.global_step // every  # (a resumed run catches up at once)
+                setattr(control, flag, True)
+
+    def plan(self, args, state) -> None:
+        step, now = state.global_step, time.time()
+        step_time = sorted(self.step_times)[len(self.step_times) // 2]
+        eval_cost = self.eval_cost if self.eval_cost is not None else 2.0 + step_time * self.eval_guess_steps
+        left = self.deadline - now - self.margin - self.after_training - eval_cost  # the last evaluation included
+        per_step, on_the_way = step_time, 0.0  # the evaluations before the last one cost time too:
+        if args.eval_strategy == "steps" and args.eval_steps < 1:  # every share of the run: a number of them
+            on_the_way = max(0, math.ceil(1 / args.eval_steps - 1e-9) - 1 - self.done["eval"]) * eval_cost
+        elif args.eval_strategy == "steps":  # every N steps: a share of each step
+            per_step += eval_cost / args.eval_steps
+        total = step + max(0, int((left - on_the_way) / per_step))
+        total = min(total, self.cap or total)
+        if args.world_size > 1:  # every rank follows rank 0's plan
+            import torch.distributed as dist
+
+            plan = torch.tensor([total], dtype=torch.int64)
+            dist.broadcast(plan, src=0)
+            total = int(plan.item())
+        self.total_steps = state.max_steps = max(total, step)
+        bar = self.progress.training_bar if self.progress is not None else None
+        if bar is not None and bar.total != self.total_steps:
+            bar.total = self.total_steps
+            bar.refresh()
+
+    @staticmethod
+    def interval(steps: float, total: int) -> int:
+        """eval_steps / save_steps in steps: a number below 1 is a share of the run (as the Trainer reads it)."""
+        return max(1, math.ceil(total * steps)) if steps < 1 else int(steps)
+
+    def learning_rate_schedule(self, args):
+        """args.lr_scheduler_type's shape stretched over `total_steps`, read at every step: a function of the step for
+        `LambdaLR`. The shape comes from transformers' own schedule (built on a throwaway optimizer over a long
+        reference run), so warm-up ratio and kwargs mean what they always do."""
+        reference = 1_000_000
+        probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        shape = get_scheduler(args.lr_scheduler_type, optimizer=probe,
+                              num_warmup_steps=args.get_warmup_steps(reference), num_training_steps=reference,
+                              scheduler_specific_kwargs=args.lr_scheduler_kwargs)
+        if not isinstance(shape, LambdaLR):
+            raise UserError(f"--lr_scheduler_type {args.lr_scheduler_type} cannot follow a --time_budget: use cosine, "
+                            f"cosine_with_min_lr, linear, constant_with_warmup or wsd")
+        factor = shape.lr_lambdas[0]
+        return lambda step: factor(min(reference, round(step * reference / max(self.total_steps, 1))))
 
 
 class SaveOnInterruptCallback(TrainerCallback):
@@ -198,10 +308,9 @@ class LossPlotCallback(TrainerCallback):
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        tmp = f"{path}.tmp-{os.getpid()}.png"
-        fig.savefig(tmp)
+        with written_whole(path) as tmp:
+            fig.savefig(tmp)
         plt.close(fig)
-        os.replace(tmp, path)
         return path
 
     def on_evaluate(self, args, state, control, **kwargs):

@@ -8,7 +8,9 @@ With no `--dataset`, it tunes on instruct records from the embedded corpus, cont
 import json
 import math
 import os
+import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import evaluate
 import torch
@@ -16,8 +18,8 @@ from transformers import DataCollatorForSeq2Seq, set_seed
 
 from ..data import instruct
 from ..errors import UserError
+from ..loading import load_model
 from ..metrics import metric_path
-from ..presets import count_parameters
 from ..tokenizer import load_tokenizer
 from . import run
 from .arguments import TinyLMTrainingArguments, parse_args
@@ -38,6 +40,8 @@ class InstructDataArguments:
     dataset: str | None = field(default=None, metadata={
         "help": "embedded (default), roneneldan/TinyStoriesInstruct or its .txt files, a plain story corpus, or "
                 "a jsonl/json/parquet/csv/Hub data set of prompt/response, instruction/input/output or messages"})
+    dataset_revision: str | None = field(default=None, metadata={
+        "help": "Hub revision (branch, tag or commit) of --dataset to pin (--revision pins the model)"})
     data_files: str | None = field(default=None, metadata={"help": "training files inside the dataset"})
     validation_files: str | None = field(default=None, metadata={"help": "validation files"})
     derive_from_stories: bool = field(default=False, metadata={
@@ -59,22 +63,18 @@ class InstructTrainingArguments(TinyLMTrainingArguments):
     output_dir: str = field(default="outputs/quickstart-instruct", metadata={"help": "the model folder to write"})
     compile: str = field(default="off", metadata={
         "help": "torch.compile: off by default here (chats are padded to many lengths: each one recompiles) | on"})
+    default_time_budget: ClassVar[float] = 4.0
     learning_rate: float = 1e-3
-    max_steps: int = 800
-    eval_steps: float = 200
-    save_steps: float = 200
-    warmup_steps: float = 0.05
 
 
 def held_out_prompts(chats, n: int) -> list[dict]:
     """Prompts for the first n validation chats that ask for Words, with just the fields the metrics score
-    (Words and Features), so that the prompts stay short and the comparison is about following them."""
+    (Words and Features, the chats' own columns), so that the prompts stay short and the comparison is about
+    following them."""
     out = []
-    for messages in chats["messages"]:
-        fields = dict(line.split(": ", 1) for line in messages[-2]["content"].split("\n")[1:] if ": " in line)
-        if "Words" in fields:
-            record = {"words": [w.strip() for w in fields["Words"].split(",")],
-                      "features": [f.strip() for f in fields.get("Features", "").split(",") if f.strip()]}
+    for words, features in zip(chats["words"], chats["features"]):
+        if words:
+            record = {"words": words, "features": features}
             out.append({"prompt": [{"role": "user", "content": instruct.prompt_text(record)}], **record})
         if len(out) == n:
             break
@@ -126,31 +126,32 @@ def main(argv: list[str]) -> dict:
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.revision)
     if not tokenizer.chat_template:
         raise UserError(f"the tokenizer of {model_args.model_name_or_path} has no chat template")
-    model = run.load_model(model_args.model_name_or_path, model_args.revision, run.attention_for(model_args, args))
-    max_length = data_args.block_size or model.config.max_position_embeddings
-    if max_length > model.config.max_position_embeddings:
-        raise UserError(f"--block_size {max_length} is larger than the model's context "
-                        f"({model.config.max_position_embeddings}): lower --block_size")
-    chats = instruct.load_chat(data_args.dataset, data_args.data_files, data_args.validation_files,
-                               model_args.revision, data_args.derive_from_stories, data_args.max_train_samples,
-                               data_args.max_eval_samples, data_args.validation_split_percentage, args.seed,
-                               data_args.embedded_stories)
+    model = load_model(model_args.model_name_or_path, model_args.revision, run.attention_for(model_args, args))
+    max_length = run.context_length(model.config, data_args.block_size)
+    chats = instruct.load_chat(
+        data_args.dataset, data_files=data_args.data_files, validation_files=data_args.validation_files,
+        revision=data_args.dataset_revision, derive_from_stories=data_args.derive_from_stories,
+        max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
+        validation_split_percentage=data_args.validation_split_percentage, seed=args.seed,
+        embedded_stories=data_args.embedded_stories)
     with args.main_process_first(desc="encoding"):
         encoded = instruct.encode_chats(chats, tokenizer, max_length, data_args.preprocessing_num_workers)
     prompts = held_out_prompts(chats["validation"], data_args.eval_prompts) if data_args.eval_prompts else []
+    generation_start = time.time()
     base_scores = score(generate_answers(model, tokenizer, prompts), prompts) if prompts else {}
+    generation_seconds = time.time() - generation_start  # the tuned model's turn comes after training
 
     mean_length = sum(map(len, encoded["train"]["input_ids"])) / len(encoded["train"])
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100, pad_to_multiple_of=8)
     sample_prompts = [p["prompt"][-1]["content"] for p in prompts[:2]] or ["Write a story."]
     trainer = run.make_trainer(model, args, encoded["train"], encoded["validation"], tokenizer, collator,
                                bytes_per_token=None, sample_prompts=sample_prompts, chat=True,
-                               seq_len=int(mean_length))
+                               seq_len=int(mean_length), after_training=generation_seconds)
     print(f"instruction tuning on {len(encoded['train']):,} chats (mean {mean_length:.0f} tokens), "
           f"loss on the response tokens only")
     base_scores["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)  # the base model's loss on the responses
     run.train(trainer, args)
-    metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in trainer.evaluate().items()}
+    metrics = run.final_metrics(trainer)
     tuned_scores = score(generate_answers(trainer.model, tokenizer, prompts), prompts) if prompts else {}
     tuned_scores["eval_loss"] = metrics["eval_loss"]
     results = {**metrics, "held_out_prompts": len(prompts), "base": base_scores, "tuned": tuned_scores}
@@ -162,12 +163,14 @@ def main(argv: list[str]) -> dict:
         name=os.path.basename(os.path.abspath(args.output_dir)),
         summary=f"{model_args.model_name_or_path} instruction-tuned on {data_args.dataset or 'embedded'} with "
                 f"tinylm-hf: prompts go through the tokenizer's chat template, the loss is on the responses only.",
-        config=trainer.model.config, n_params=count_parameters(trainer.model.config),
+        config=trainer.model.config, n_params=trainer.model.num_parameters(),
         datasets=[d for d in [data_args.dataset] if d and d != "embedded" and not os.path.exists(d)],
         license="apache-2.0", metrics=metrics, samples=[], base_model=model_args.model_name_or_path,
-        hyperparameters={"steps": args.max_steps, "learning rate": args.learning_rate,
-                         "batch size": args.per_device_train_batch_size * args.gradient_accumulation_steps
-                         * args.world_size, "max length": max_length, "seed": args.seed},
+        hyperparameters={"steps": trainer.state.global_step,
+                         "chats seen": trainer.state.global_step * run.global_batch_size(args),
+                         **({"time budget": f"{args.time_budget:g} minutes"} if args.time_budget else {}),
+                         "learning rate": args.learning_rate, "batch size": run.global_batch_size(args),
+                         "max length": max_length, "seed": args.seed},
         plot="loss_curve.png" if os.path.exists(os.path.join(args.output_dir, "loss_curve.png")) else None,
         tags=["instruction-tuned", "chat"], extra_sections=comparison)
     run.save_final(trainer, tokenizer, args.output_dir, card, results)

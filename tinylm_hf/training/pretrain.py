@@ -4,16 +4,18 @@ With no arguments this is the quickstart: the embedded corpus, a tokenizer train
 preset, a few minutes on a laptop CPU.
 """
 
+import contextlib
 import json
 import math
 import os
-import shutil
+import time
 
 from transformers import default_data_collator, set_seed
 
 from ..data import sources
 from ..data.tokens import TokenWindows, build_token_files
-from ..presets import count_parameters, format_count
+from ..files import write_json, written_whole
+from ..presets import format_count
 from ..tokenizer import load_tokenizer, train_bpe
 from . import run
 from .arguments import DataArguments, ModelArguments, TinyLMTrainingArguments, parse_args
@@ -31,82 +33,74 @@ def get_tokenizer(model_args, data_args, corpus, args):
     if model_args.model_name_or_path:
         return load_tokenizer(model_args.model_name_or_path, model_args.revision)
     folder = os.path.join(args.output_dir, "tokenizer")
-    source = {"source": describe_source(data_args), "vocab_size": model_args.vocab_size}
+    source = {"source": sources.describe(data_args.dataset, **data_args.corpus_kwargs(args.seed)),
+              "vocab_size": model_args.vocab_size}
     try:
         with open(os.path.join(folder, TOKENIZER_SOURCE)) as f:
             if json.load(f) == source:
                 return load_tokenizer(folder)
     except (OSError, ValueError):
         pass
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(folder, TOKENIZER_SOURCE))  # from here on, the folder is not a complete tokenizer
     with args.main_process_first(desc="tokenizer"):
         if args.process_index == 0:
             print(f"training a {model_args.vocab_size}-token byte-level BPE on the training corpus")
-            texts = (text for batch in corpus["train"].iter(batch_size=1000) for text in batch["text"])
-            tokenizer = train_bpe(texts, model_args.vocab_size)
-            tmp = f"{folder}.tmp-{os.getpid()}"
-            tokenizer.save_pretrained(tmp)
-            with open(os.path.join(tmp, TOKENIZER_SOURCE), "w") as f:
-                json.dump(source, f)
-            if os.path.isdir(folder):
-                os.rename(folder, f"{tmp}-old")
-            os.replace(tmp, folder)
-            shutil.rmtree(f"{tmp}-old", ignore_errors=True)
+            tokenizer = train_bpe(sources.texts(corpus["train"]), model_args.vocab_size)
+            with written_whole(folder, folder=True) as tmp:
+                tokenizer.save_pretrained(tmp)
+            write_json(os.path.join(folder, TOKENIZER_SOURCE), source)  # last: it says the folder is complete
     return load_tokenizer(folder)
-
-
-def describe_source(data_args) -> str:
-    return sources.describe(data_args.dataset, data_args.data_files, data_args.validation_files,
-                            data_args.text_column, max_train=data_args.max_train_samples,
-                            max_eval=data_args.max_eval_samples, embedded=data_args.embedded_stories
-                            if data_args.dataset == "embedded" else None,
-                            val_pct=data_args.validation_split_percentage)
 
 
 def main(argv: list[str]) -> dict:
     model_args, data_args, args = parse_args((ModelArguments, DataArguments, TinyLMTrainingArguments), argv)
     run.prepare_output_dir(args)
     set_seed(args.seed)
-    corpus = sources.load_corpus(
-        data_args.dataset, data_args.data_files, data_args.validation_files, data_args.text_column,
-        data_args.streaming, None, data_args.max_train_samples, data_args.max_eval_samples,
-        data_args.validation_split_percentage, args.seed, data_args.embedded_stories)
+    corpus = sources.load_corpus(data_args.dataset, **data_args.corpus_kwargs(args.seed))
     tokenizer = get_tokenizer(model_args, data_args, corpus, args)
     model = run.build_model(model_args, tokenizer, data_args.block_size, run.attention_for(model_args, args))
-    block_size = data_args.block_size or model.config.max_position_embeddings
+    block_size = run.context_length(model.config, data_args.block_size)
 
     token_dir = data_args.token_dir or os.path.join(args.output_dir, "tokens")
+    source = sources.describe(data_args.dataset, **data_args.corpus_kwargs(args.seed))
     with args.main_process_first(desc="token files"):
-        meta = build_token_files(corpus, tokenizer, token_dir, describe_source(data_args),
-                                 num_proc=data_args.preprocessing_num_workers, rebuild=data_args.rebuild_tokens,
-                                 owned=data_args.token_dir is None)
+        meta = build_token_files(corpus, tokenizer, token_dir, source, num_proc=data_args.preprocessing_num_workers,
+                                 rebuild=data_args.rebuild_tokens, owned=data_args.token_dir is None)
     train_set = TokenWindows(token_dir, "train", block_size, random=data_args.random_windows, seed=args.seed)
     eval_set = TokenWindows(token_dir, "validation", block_size)
-    n_params = count_parameters(model.config)
+    n_params = model.num_parameters()
+    length = f"a {args.time_budget:g}-minute budget" if args.time_budget else f"{args.max_steps:,} steps"
     print(f"model: {model.config.family} family, {format_count(n_params)} parameters; {len(train_set):,} training "
-          f"windows of {block_size} tokens; precision {'bf16 autocast' if args.bf16 else 'fp32'}; "
-          f"{args.world_size} process{'es' if args.world_size > 1 else ''}")
+          f"windows of {block_size} tokens; precision {'bf16 autocast' if args.bf16 else 'fp32'}"
+          f"{', compiled' if args.torch_compile else ''}; {args.world_size} "
+          f"process{'es' if args.world_size > 1 else ''}; {length}")
 
     trainer = run.make_trainer(model, args, train_set, eval_set, tokenizer, default_data_collator,
                                bytes_per_token=eval_set.bytes_per_token, sample_prompts=SAMPLE_PROMPTS, chat=False,
                                seq_len=block_size)
     run.train(trainer, args)
-    metrics = trainer.evaluate()
-    metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
-    samples = run.find_callback(trainer, run.cb.SamplesCallback).generate(trainer.model)
+    metrics = run.final_metrics(trainer)
+    samples = trainer.samples.generate(trainer.model)
     datasets = [] if data_args.dataset == "embedded" or os.path.exists(data_args.dataset) else [data_args.dataset]
     card = model_card(
         name=os.path.basename(os.path.abspath(args.output_dir)),
         summary=f"A small language model pretrained from scratch on {data_args.dataset} with tinylm-hf.",
         config=model.config, n_params=n_params, datasets=datasets,
         license="cdla-sharing-1.0" if "TinyStories" in data_args.dataset else "apache-2.0",
-        hyperparameters=hyperparameters(args, block_size, meta), metrics=metrics, samples=samples,
+        hyperparameters=hyperparameters(args, block_size, meta, trainer.state.global_step), metrics=metrics,
+        samples=samples,
         plot="loss_curve.png" if os.path.exists(os.path.join(args.output_dir, "loss_curve.png")) else None,
         base_model=model_args.model_name_or_path, tags=["tinystories", "pretraining"])
     tokenizer.chat_template = None  # a pretrained model cannot follow chats yet: run_instruct.py adds the template
     run.save_final(trainer, tokenizer, args.output_dir, card, metrics)
     run.push_if_asked(trainer, args)
     if trainer.is_world_process_zero():
-        print(f"\nvalidation loss {metrics['eval_loss']:.3f}, perplexity {math.exp(metrics['eval_loss']):.2f}, "
+        steps = trainer.state.global_step
+        budget = f" of a {args.time_budget:g}-minute budget" if args.time_budget else ""
+        print(f"\ntrained {steps:,} steps ({steps * run.global_batch_size(args) * block_size:,} tokens) in "
+              f"{(time.time() - args.started) / 60:.1f} minutes{budget}")
+        print(f"validation loss {metrics['eval_loss']:.3f}, perplexity {math.exp(metrics['eval_loss']):.2f}, "
               f"{metrics.get('eval_bpb', float('nan')):.3f} bits per byte")
         print(f"sample: {SAMPLE_PROMPTS[0]}{samples[0]['completion']}")
         print(f"\nthe model is in {args.output_dir}: load it with "
@@ -114,9 +108,12 @@ def main(argv: list[str]) -> dict:
     return metrics
 
 
-def hyperparameters(args, block_size: int, meta: dict | None) -> dict:
-    out = {"steps": args.max_steps, "batch size": args.per_device_train_batch_size * args.gradient_accumulation_steps
-           * args.world_size, "block size": block_size, "learning rate": args.learning_rate,
+def hyperparameters(args, block_size: int, meta: dict | None, steps: int) -> dict:
+    """The card's table: the steps actually run and the tokens they saw (a --time_budget sets the steps)."""
+    batch = run.global_batch_size(args)
+    out = {"steps": steps, "tokens seen": steps * batch * block_size,
+           **({"time budget": f"{args.time_budget:g} minutes"} if args.time_budget else {}),
+           "batch size": batch, "block size": block_size, "learning rate": args.learning_rate,
            "schedule": f"{args.lr_scheduler_type} {args.lr_scheduler_kwargs or ''}", "warmup": args.warmup_steps,
            "optimizer": f"{args.optim} betas ({args.adam_beta1}, {args.adam_beta2})",
            "weight decay": args.weight_decay, "gradient clipping": args.max_grad_norm,

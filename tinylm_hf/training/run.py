@@ -15,10 +15,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .. import hub
 from ..configuration_tinylm import TinyLMConfig
 from ..errors import UserError
+from ..files import written_whole
+from ..hardware import default_attention, matmul_peak_flops
+from ..loading import load_model
 from ..presets import get_preset
-from ..tokenizer import hub_hint
 from . import callbacks as cb
-from .hardware import default_attention, matmul_peak_flops
 
 RUN_MARKER = ".tinylm-run"
 
@@ -75,9 +76,7 @@ def build_model(model_args, tokenizer, block_size: int | None, attention: str = 
         except ValueError as err:
             raise UserError(f"impossible model shape: {err}") from err
         model = AutoModelForCausalLM.from_config(config, attn_implementation=attention)
-    if block_size and block_size > model.config.max_position_embeddings:
-        raise UserError(f"--block_size {block_size} is larger than the model's context "
-                        f"({model.config.max_position_embeddings}): lower --block_size")
+    context_length(model.config, block_size)
     model.generation_config = GenerationConfig(
         do_sample=True, temperature=0.8, top_k=40, top_p=0.95, max_new_tokens=200, repetition_penalty=1.0,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -85,49 +84,60 @@ def build_model(model_args, tokenizer, block_size: int | None, attention: str = 
     return model
 
 
-def load_model(name_or_path: str, revision: str | None = None, attn_implementation: str = "sdpa",
-               allow_pickle: bool = False):
-    """A saved causal LM: safetensors weights only, our installed classes for tinylm (no remote code)."""
-    if os.path.isdir(name_or_path):
-        files = os.listdir(name_or_path)
-        if "config.json" not in files:
-            raise UserError(f"{name_or_path} is not a model folder (no config.json)")
-        if not any(f.endswith(".safetensors") for f in files) and not allow_pickle:
-            raise UserError(f"{name_or_path} has no .safetensors weights: pickle checkpoints (.bin) are refused "
-                            f"because loading them can run code; convert them to safetensors, or pass "
-                            f"--allow_pickle_weights if you trust the file")
-    elif name_or_path.startswith((".", "/")):
-        raise UserError(f"model folder not found: {name_or_path}")
-    try:
-        return AutoModelForCausalLM.from_pretrained(name_or_path, revision=revision, use_safetensors=not allow_pickle,
-                                                    attn_implementation=attn_implementation)
-    except OSError as err:
-        raise UserError(f"cannot load the model {name_or_path!r}: {hub_hint(err)}") from err
-    except Exception as err:  # a truncated or corrupted safetensors file
-        if "safetensor" in type(err).__name__.lower() or "header" in str(err).lower() or "deserializ" in str(err):
-            raise UserError(f"the weights in {name_or_path} are corrupted or truncated ({err}): "
-                            f"re-download or re-save them") from err
-        raise
+def context_length(config, block_size: int | None) -> int:
+    """--block_size, or the model's context when it is not given; longer than the context is a clear error."""
+    if block_size and block_size > config.max_position_embeddings:
+        raise UserError(f"--block_size {block_size} is larger than the model's context "
+                        f"({config.max_position_embeddings}): lower --block_size")
+    return block_size or config.max_position_embeddings
 
 
 def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_collator, *, bytes_per_token,
-                 sample_prompts: list[str], chat: bool, seq_len: int):
+                 sample_prompts: list[str], chat: bool, seq_len: int, after_training: float = 0.0):
+    """The Trainer with our callbacks; `trainer.samples`, `trainer.nan_guard` and `trainer.budget` (None without a
+    --time_budget) are the ones the scripts read back. after_training: seconds the script needs once training is
+    over (the time budget keeps them free)."""
     peak = matmul_peak_flops(torch.bfloat16 if args.bf16 else torch.float32)
-    tokens_per_step = args.per_device_train_batch_size * seq_len * args.gradient_accumulation_steps * args.world_size
-    throughput = cb.ThroughputCallback(tokens_per_step, cb.flops_per_token(model.config, seq_len), peak)
-    callbacks = [throughput, cb.BitsPerByteCallback(bytes_per_token), cb.NaNGuardCallback(),
-                 cb.SamplesCallback(tokenizer, sample_prompts, chat=chat), cb.LossPlotCallback()]
-    if args.max_train_minutes:
-        callbacks.append(cb.TimeBudgetCallback(args.max_train_minutes))
+    batch = global_batch_size(args)
+    throughput = cb.ThroughputCallback(batch * seq_len, cb.flops_per_token(model, seq_len), peak)
+    samples = cb.SamplesCallback(tokenizer, sample_prompts, chat=chat)
+    nan_guard = cb.NaNGuardCallback()
+    budget = None
+    if args.time_budget:
+        budget = cb.TimeBudgetCallback(args.started, args.time_budget, after_training=after_training,
+                                       eval_guess_steps=len(eval_dataset) / batch / 3,
+                                       cap=args.step_cap)
+    callbacks = [throughput, cb.BitsPerByteCallback(bytes_per_token), nan_guard, samples, cb.LossPlotCallback()]
     trainer = cb.TinyLMTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                               processing_class=tokenizer, data_collator=data_collator, callbacks=callbacks)
-    throughput.progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)),
-                               None)
+                               processing_class=tokenizer, data_collator=data_collator,
+                               callbacks=callbacks + ([budget] if budget else []))
+    trainer.samples, trainer.nan_guard, trainer.budget = samples, nan_guard, budget
+    progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)
+    throughput.progress = progress
+    if budget:
+        budget.progress = progress
     return trainer
 
 
-def find_callback(trainer, cls):
-    return next(c for c in trainer.callback_handler.callbacks if isinstance(c, cls))
+def final_metrics(trainer) -> dict:
+    """The validation figures of the model that training ended with (the best checkpoint with
+    --load_best_model_at_end, else the last step), read from the log rather than evaluated again; evaluated only
+    when no evaluation saw that model. Floats rounded to 4 decimals."""
+    state = trainer.state
+    best = trainer.args.load_best_model_at_end and state.best_model_checkpoint is not None
+    step = state.best_global_step if best else state.global_step
+    logged = [e for e in state.log_history if "eval_loss" in e and e.get("step") == step]
+    metrics = {k: v for k, v in logged[-1].items() if k != "step"} if logged else trainer.evaluate()
+    return round_metrics(metrics)
+
+
+def round_metrics(metrics: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
+def global_batch_size(args) -> int:
+    """Sequences per optimizer step, over every process."""
+    return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
 
 
 def last_complete_checkpoint(folder: str) -> str | None:
@@ -183,9 +193,8 @@ def train(trainer, args) -> None:
         raise
     finally:
         signal.signal(signal.SIGINT, previous)
-    guard = find_callback(trainer, cb.NaNGuardCallback)
-    if guard.tripped:
-        step, value = guard.tripped
+    if trainer.nan_guard.tripped:
+        step, value = trainer.nan_guard.tripped
         last = last_complete_checkpoint(args.output_dir)
         raise UserError(f"the training loss became {value} at step {step}: stopped without saving; the last good "
                         f"checkpoint is {last or 'none (no checkpoint was saved yet)'}; lower --learning_rate "
@@ -215,24 +224,18 @@ def push_if_asked(trainer, args) -> None:
 
 def save_final(trainer, tokenizer, output_dir: str, card, metrics: dict) -> None:
     """The Hub-format folder: weights, config (with auto_map), code files, tokenizer, generation config, model card,
-    plot, eval_results.json. Written into a temporary folder first; each file is then renamed into place, so a
-    crash never leaves a half-written file."""
+    plot, eval_results.json. Written whole (`files.written_whole`): a crash never leaves a half-written file."""
     if not trainer.is_world_process_zero():
         return
-    tmp = os.path.join(output_dir, ".final-tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        card.save(os.path.join(tmp, "README.md"))
-        with open(os.path.join(tmp, "eval_results.json"), "w") as f:
-            json.dump(metrics, f, indent=2)
-        for name in sorted(os.listdir(tmp)):
-            os.replace(os.path.join(tmp, name), os.path.join(output_dir, name))
+        with written_whole(output_dir, folder=True) as tmp:
+            trainer.model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            card.save(os.path.join(tmp, "README.md"))
+            with open(os.path.join(tmp, "eval_results.json"), "w") as f:
+                json.dump(metrics, f, indent=2)
     except (OSError, RuntimeError) as err:
-        shutil.rmtree(tmp, ignore_errors=True)
         if disk_is_full(err, output_dir):
             raise UserError(f"the disk is full while saving the model to {output_dir}: free some space; the "
                             f"checkpoints are intact") from err
         raise
-    os.rmdir(tmp)

@@ -1,11 +1,13 @@
-"""What the machine can do: bf16 support (AMX / AVX512-BF16 on CPUs) and a measured matrix-multiply peak."""
+"""What the machine can do: bf16 support (AMX / AVX512-BF16 on CPUs), a measured matrix-multiply peak, and the
+choices that follow from them (precision, attention). Training and inference both read it; it imports no Trainer."""
 
 import functools
 import time
 
 import torch
 
-from ..errors import UserError
+from . import attention
+from .errors import UserError
 
 PRECISIONS = ("auto", "bf16", "fp32")  # what --precision takes, for training and for the demo
 
@@ -74,6 +76,7 @@ def matmul_peak_flops(dtype: torch.dtype = torch.float32, n: int = 1024, seconds
 
 
 def default_attention(compiled: bool) -> str:
-    """The attention implementation that trains fastest here: on a CPU under torch.compile, the plain (eager)
-    attention, which inductor fuses, beats the SDPA flash kernel (its CPU backward is slow); SDPA otherwise."""
-    return "eager" if compiled and not torch.cuda.is_available() else "sdpa"
+    """The attention implementation that trains fastest here: on a CPU under torch.compile, the blocked causal
+    attention of `tinylm_hf/attention.py`, which inductor fuses, beats the SDPA flash kernel (its CPU backward is
+    slow); SDPA otherwise."""
+    return attention.NAME if compiled and not torch.cuda.is_available() else "sdpa"

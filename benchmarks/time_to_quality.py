@@ -1,0 +1,193 @@
+#!/usr/bin/env python
+"""Time to quality: how good a model each recipe trains in the same wall time, on the same data with the same
+tokenizer, measured the same way (validation loss and bits per byte on held-out stories).
+
+    python benchmarks/time_to_quality.py                   # 10 minutes a run (5 runs: about 55 minutes)
+    python benchmarks/time_to_quality.py --minutes 3       # shorter runs
+    python benchmarks/time_to_quality.py --quick           # a smoke run (the suite's)
+
+Data: `../shared/data/tinystories/TinyStories-train-sample.txt`, validated on `TinyStories-valid-sample.txt`
+(`--train` / `--valid` for others), one 4,096-token byte-level BPE trained on the training file and one set of token
+files, shared by every run. The runs, one process each, one after the other (never two at once):
+
+- `tinylm`: `python run_pretrain.py --time_budget MINUTES` on those files with every default of this project for
+  that budget (the `quickstart` shape, optimizer, schedule, precision, compile, attention);
+- `LlamaForCausalLM` and `GPT2LMHeadModel` of about the same parameter count, through the `Trainer` with the standard
+  small-model recipe (AdamW betas 0.9 / 0.95, weight decay 0.1, learning rate 3e-3, cosine to 10% after a 5%
+  warm-up, clipping 1.0, bf16 autocast where the CPU has bf16 units), each with and without `torch_compile`. They
+  get the same time budget as ours (`TimeBudgetCallback`: the steps set so that the schedule ends with the
+  budget), so the comparison is about the model and the recipe, not about who guessed the step count better.
+
+Each run's budget counts from the start of its process (imports, loading the token files, compiling, training,
+evaluation, saving). Every final model is then scored here by one function over the whole validation file.
+Prints the table and writes `time_to_quality.json`: a list of rows with `model`, `compiled`, `params`, `steps`,
+`tokens`, `eval_loss`, `bpb` (and `ratio`, the row's bits per byte over the better stock Llama's).
+"""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from benchmarks.common import add_results_argument, report  # noqa: E402
+
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "tinystories")
+STOCK = ("LlamaForCausalLM", "GPT2LMHeadModel")
+STOCK_RECIPE = ["--learning_rate", "3e-3", "--adam_beta2", "0.95", "--weight_decay", "0.1", "--warmup_steps", "0.05",
+                "--lr_scheduler_type", "cosine_with_min_lr", "--max_grad_norm", "1.0"]
+BLOCK, BATCH = 256, 16
+
+
+def prepare(work: str, data_args) -> tuple[str, str]:
+    """The tokenizer and the token files every run shares, described as run_pretrain.py describes them (so its run
+    reuses them)."""
+    from tinylm_hf.data import sources
+    from tinylm_hf.data.tokens import build_token_files
+    from tinylm_hf.tokenizer import load_tokenizer, train_bpe
+
+    kwargs = data_args.corpus_kwargs(seed=42)  # the Trainer's default seed, which run_pretrain.py keeps
+    corpus = sources.load_corpus(data_args.dataset, **kwargs)
+    tokenizer_dir, token_dir = os.path.join(work, "tokenizer"), os.path.join(work, "tokens")
+    train_bpe(sources.texts(corpus["train"]), 4096).save_pretrained(tokenizer_dir)
+    build_token_files(corpus, load_tokenizer(tokenizer_dir), token_dir, sources.describe(data_args.dataset, **kwargs))
+    return tokenizer_dir, token_dir
+
+
+def stock_model(name: str, vocab: int, tokenizer):
+    """A stock model of about the quickstart's size: hidden 128, 4 layers, 4 heads, context 256, tied embeddings."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    from tinylm_hf.presets import get_preset
+
+    ours = get_preset("quickstart", vocab_size=vocab)
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+               pad_token_id=tokenizer.pad_token_id)
+    if name == "LlamaForCausalLM":
+        return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=ours.hidden_size,
+                                            intermediate_size=ours.intermediate_size,
+                                            num_hidden_layers=ours.num_hidden_layers,
+                                            num_attention_heads=ours.num_attention_heads,
+                                            max_position_embeddings=BLOCK, tie_word_embeddings=True, **ids))
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=ours.hidden_size, n_layer=ours.num_hidden_layers,
+                                      n_head=ours.num_attention_heads, n_positions=BLOCK, **ids))
+
+
+def train_stock(name: str, compiled: bool, minutes: float, tokenizer_dir: str, token_dir: str, out: str) -> None:
+    """One stock run (in its own process): the Trainer, the standard recipe, the same time budget as ours."""
+    from transformers import default_data_collator
+
+    from tinylm_hf.data.tokens import TokenWindows
+    from tinylm_hf.tokenizer import load_tokenizer
+    from tinylm_hf.training import run
+    from tinylm_hf.training.arguments import TinyLMTrainingArguments, parse_args
+
+    (args,) = parse_args((TinyLMTrainingArguments,), [
+        "--output_dir", out, "--time_budget", str(minutes), "--compile", "on" if compiled else "off",
+        "--per_device_train_batch_size", str(BATCH), "--disable_tqdm", "true", *STOCK_RECIPE])
+    tokenizer = load_tokenizer(tokenizer_dir)
+    model = stock_model(name, len(tokenizer), tokenizer)
+    train, valid = TokenWindows(token_dir, "train", BLOCK), TokenWindows(token_dir, "validation", BLOCK)
+    trainer = run.make_trainer(model, args, train, valid, tokenizer, default_data_collator,
+                               bytes_per_token=valid.bytes_per_token, sample_prompts=[], chat=False, seq_len=BLOCK)
+    run.train(trainer, args)
+    trainer.save_model(out)
+    with open(os.path.join(out, "run.json"), "w") as f:
+        json.dump({"steps": trainer.state.global_step}, f)
+
+
+@torch.no_grad()
+def score(folder: str, token_dir: str) -> tuple[float, float, int]:
+    """Validation loss (nats per token) over every full window of the validation file, bits per byte, and the
+    model's number of parameters."""
+    from transformers import AutoModelForCausalLM
+
+    import tinylm_hf  # noqa: F401 (our classes, no remote code)
+    from tinylm_hf.data.tokens import TokenWindows
+
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    valid = TokenWindows(token_dir, "validation", BLOCK)
+    total, count = 0.0, 0
+    for start in range(0, len(valid), 32):
+        ids = torch.stack([valid[i]["input_ids"] for i in range(start, min(start + 32, len(valid)))])
+        logits = model(ids).logits[:, :-1].float()
+        total += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                                                   reduction="sum").item()
+        count += ids[:, 1:].numel()
+    loss = total / count
+    return loss, loss / math.log(2) / valid.bytes_per_token, model.num_parameters()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0, help="the wall time of each run")
+    parser.add_argument("--train", default=os.path.join(SHARED, "TinyStories-train-sample.txt"))
+    parser.add_argument("--valid", default=os.path.join(SHARED, "TinyStories-valid-sample.txt"))
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 300 stories, 0.4-minute runs, the compiled stock runs left out")
+    parser.add_argument("--stock", choices=STOCK, help=argparse.SUPPRESS)  # one stock run, in its own process
+    parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    add_results_argument(parser)
+    a = parser.parse_args()
+    if a.stock:
+        train_stock(a.stock, a.compiled, a.minutes, os.path.join(a.work, "tokenizer"), os.path.join(a.work, "tokens"),
+                    a.out)
+        return
+    minutes = 0.4 if a.quick else a.minutes
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    from tinylm_hf.training.arguments import DataArguments
+
+    limit = 300 if a.quick else None
+    data_args = DataArguments(dataset=a.train, validation_files=a.valid, max_train_samples=limit,
+                              max_eval_samples=limit)
+    with tempfile.TemporaryDirectory() as work:
+        tokenizer_dir, token_dir = prepare(work, data_args)
+        runs = [("tinylm", None)] + [(name, compiled) for name in STOCK for compiled in (False, True)
+                                     if not (a.quick and compiled)]
+        rows = []
+        for name, compiled in runs:
+            out = os.path.join(work, f"{name}-{compiled}")
+            start = time.time()
+            if name == "tinylm":
+                command = [os.path.join(ROOT, "run_pretrain.py"), "--dataset", a.train, "--validation_files", a.valid,
+                           "--tokenizer_name", tokenizer_dir, "--token_dir", token_dir, "--time_budget", str(minutes),
+                           "--output_dir", out, "--disable_tqdm", "true",
+                           *(["--max_train_samples", str(limit), "--max_eval_samples", str(limit)] if limit else [])]
+            else:
+                command = [os.path.abspath(__file__), "--stock", name, "--minutes", str(minutes), "--work", work,
+                           "--out", out, *(["--compiled"] if compiled else [])]
+            proc = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.exit(f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+            seconds = time.time() - start
+            if name == "tinylm":  # the run saves a checkpoint at its last step; its model line says if it compiled
+                steps = max(int(p.split("-")[1]) for p in os.listdir(out) if p.startswith("checkpoint-"))
+                compiled = ", compiled;" in next(line for line in proc.stdout.splitlines() if line.startswith("model:"))
+            else:
+                steps = json.load(open(os.path.join(out, "run.json")))["steps"]
+            loss, bpb, params = score(out, token_dir)
+            rows.append({"model": name, "compiled": bool(compiled), "params": params, "steps": steps,
+                         "tokens": steps * BATCH * BLOCK, "seconds": round(seconds), "eval_loss": round(loss, 4),
+                         "bpb": round(bpb, 4)})
+            print(f"{name}{' (compiled)' if compiled else ''}: {steps} steps in {seconds:.0f} s, "
+                  f"bits per byte {bpb:.4f}", flush=True)
+    llama = min(r["bpb"] for r in rows if r["model"] == "LlamaForCausalLM")
+    for r in rows:
+        r["ratio"] = round(r["bpb"] / llama, 3)
+    ours = next(r for r in rows if r["model"] == "tinylm")
+    report("time_to_quality", rows, results_dir=a.results_dir,
+           extra={"minutes": minutes, "train": os.path.basename(a.train), "valid": os.path.basename(a.valid),
+                  "tinylm / best LlamaForCausalLM (bits per byte)": ours["ratio"], "target": 0.90})
+
+
+if __name__ == "__main__":
+    main()

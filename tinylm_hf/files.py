@@ -1,0 +1,50 @@
+"""Writing files so that nobody ever reads half of one: write under a temporary name, then rename into place."""
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+
+TMP = ".tmp-"  # the mark of a temporary name: what a killed process leaves behind carries it
+
+
+@contextlib.contextmanager
+def written_whole(path: str, folder: bool = False) -> Iterator[str]:
+    """Yield a temporary path to write the file `path` at (or, with folder=True, the files of the folder `path`);
+    when the block ends, it takes `path`'s place: a file by one rename; a folder's files each renamed over the one
+    of the same name, so a folder that holds other things (checkpoints, say) keeps them. If the block fails, the
+    temporary is removed and `path` is untouched. The temporary lies beside the file, or inside the folder, so
+    the renames never cross a file system.
+
+        with written_whole("out/meta.json") as tmp:
+            with open(tmp, "w") as f: ...
+    """
+    path = path.rstrip("/")
+    if folder:
+        os.makedirs(path, exist_ok=True)
+        tmp = os.path.join(path, f"{TMP}{os.getpid()}")
+    else:
+        root, ext = os.path.splitext(path)
+        tmp = f"{root}{TMP}{os.getpid()}{ext}"  # the extension kept: savefig and friends choose the format by it
+    try:
+        yield tmp
+        if folder:
+            for name in sorted(os.listdir(tmp)):
+                os.replace(os.path.join(tmp, name), os.path.join(path, name))
+            os.rmdir(tmp)
+        else:
+            with open(tmp, "rb+") as f:  # on disk before the rename, so a crash leaves the old or the new file
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: str, obj, indent: int = 2) -> None:
+    """`obj` as JSON at `path`, written whole."""
+    with written_whole(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=indent)
