@@ -89,7 +89,7 @@ class TinyLMTrainingArguments(TrainingArguments):
     decay to 10% of the peak, clipping at 1.0, evaluation and checkpoints every fifth of the run, best model kept;
     with no --max_steps, a time budget of `default_time_budget` minutes sets the number of steps."""
 
-    default_time_budget: ClassVar[float] = 5.0
+    default_time_budget: ClassVar[float] = 7.0
 
     output_dir: str = field(default="outputs/quickstart", metadata={"help": "the model folder to write"})
     overwrite_output_dir: bool = field(
@@ -102,9 +102,12 @@ class TinyLMTrainingArguments(TrainingArguments):
     time_budget: float | None = field(default=None, metadata={
         "help": "minutes for the whole run (data, tokenizer, compiling, training, evaluation, saving): the number of "
                 "steps is set from the measured step time so that warm-up and decay end with the budget; "
-                "--max_steps caps it. Default: 5 minutes when --max_steps is not given"})
+                "--max_steps caps it. Default: 7 minutes when --max_steps is not given (run_instruct.py: 4)"})
     save_on_interrupt: bool = field(default=False, metadata={"help": "on Ctrl-C, save a checkpoint before exiting"})
-    learning_rate: float = 2e-3  # the best of 1e-3, 2e-3, 4e-3 for the quickstart (README, "Figures")
+    snapshots: bool = field(default=True, metadata={
+        "help": "keep the weights of each evaluation in OUTPUT_DIR/snapshots/step-N (a few MB each, never pushed), "
+                "to see the model learn: tinylm_hf.xray"})
+    learning_rate: float = 1e-3
     adam_beta2: float = 0.95
     weight_decay: float = 0.1
     max_grad_norm: float = 1.0

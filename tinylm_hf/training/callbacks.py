@@ -230,6 +230,19 @@ class TimeBudgetCallback(TrainerCallback):
         return lambda step: factor(min(reference, round(step * reference / max(self.total_steps, 1))))
 
 
+class SnapshotCallback(TrainerCallback):
+    """At each evaluation, the weights alone (no optimizer state) in OUTPUT_DIR/snapshots/step-N, so that the X-ray
+    (`tinylm_hf.xray`) can show the model as it was at every evaluation of the run. Never pushed to the Hub."""
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        if model is None or not state.is_world_process_zero:
+            return
+        from ..xray import SNAPSHOTS
+
+        with written_whole(os.path.join(args.output_dir, SNAPSHOTS, f"step-{state.global_step}"), folder=True) as tmp:
+            model.save_pretrained(tmp)
+
+
 class SaveOnInterruptCallback(TrainerCallback):
     """--save_on_interrupt: after Ctrl-C (`requested` set by the signal handler), finish the current step,
     save a checkpoint and stop."""

@@ -64,7 +64,6 @@ class InstructTrainingArguments(TinyLMTrainingArguments):
     compile: str = field(default="off", metadata={
         "help": "torch.compile: off by default here (chats are padded to many lengths: each one recompiles) | on"})
     default_time_budget: ClassVar[float] = 4.0
-    learning_rate: float = 1e-3
 
 
 def held_out_prompts(chats, n: int) -> list[dict]:

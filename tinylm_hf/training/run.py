@@ -108,6 +108,8 @@ def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_colla
                                        eval_guess_steps=len(eval_dataset) / batch / 3,
                                        cap=args.step_cap)
     callbacks = [throughput, cb.BitsPerByteCallback(bytes_per_token), nan_guard, samples, cb.LossPlotCallback()]
+    if args.snapshots:
+        callbacks.append(cb.SnapshotCallback())
     trainer = cb.TinyLMTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                                processing_class=tokenizer, data_collator=data_collator,
                                callbacks=callbacks + ([budget] if budget else []))

@@ -1,0 +1,158 @@
+"""X-ray: what a model does with a text, as plain data (lists, floats, small tensors) for notebooks, scripts and the
+demo. Any model this project trains or loads, at any snapshot of its training run (`snapshots`, `load_snapshot`).
+
+    tokens(tokenizer, text)                      how the text is cut: ids, pieces, byte spans, the context limit
+    surprisal(model, tokenizer, text)            -log2 p of each token, its rank, the model's alternatives there
+    next_token(model, tokenizer, prompt, ...)    the next-token distribution, then after temperature, top-k, top-p
+    attention(model, tokenizer, text)            the attention weights, (layers, heads, T, T)
+    logit_lens(model, tokenizer, text)           the prediction read out after every layer (through the final norm)
+
+Imports no Trainer. The model runs in eval mode without gradients; every figure comes from the model's standard
+outputs (`output_attentions`, `output_hidden_states`) and from the logits processors `generate()` uses.
+"""
+
+import math
+import os
+
+import torch
+from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+SHOWN = {" ": "·", "\n": "↵", "\t": "⇥"}  # whitespace made visible
+SNAPSHOTS = "snapshots"  # OUTPUT_DIR/snapshots/step-N: the weights at each evaluation of a training run
+
+
+def visible(piece: str) -> str:
+    return "".join(SHOWN.get(c, c) for c in piece)
+
+
+def _piece(tokenizer, token_id: int) -> str:
+    return tokenizer.decode([token_id], clean_up_tokenization_spaces=False)
+
+
+def tokens(tokenizer, text: str, context: int | None = None) -> dict:
+    """How `text` is cut into tokens: for each, its id, its piece of text (and `shown`, with whitespace visible),
+    its UTF-8 byte span, `partial` when it stands for part of a character (a byte-level piece of one UTF-8
+    character; the pieces of one character share a `group`), and `in_context`: False past the model's `context`."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    starts = [0]
+    for c in text:  # byte offset of every character
+        starts.append(starts[-1] + len(c.encode()))
+    out, group, previous = [], -1, None
+    for i, (token_id, span) in enumerate(zip(enc["input_ids"], enc["offset_mapping"])):
+        piece = _piece(tokenizer, token_id)
+        partial = "\ufffd" in piece and "\ufffd" not in text[span[0]:span[1]]
+        if not (partial and previous == tuple(span)):
+            group += 1
+        previous = tuple(span) if partial else None
+        out.append({"index": i, "id": token_id, "text": piece, "shown": visible(piece),
+                    "bytes": (starts[span[0]], starts[span[1]]), "group": group, "partial": partial,
+                    "in_context": context is None or i < context})
+    n = len(out)
+    return {"tokens": out, "count": n, "bytes": len(text.encode()), "bytes_per_token": len(text.encode()) / max(n, 1),
+            "context": context, "beyond_context": sum(not t["in_context"] for t in out)}
+
+
+def _ids(model, tokenizer, text: str) -> torch.Tensor:
+    """The model's input for a text: the beginning-of-text token, then the text, cut to the context."""
+    ids = tokenizer(tokenizer.bos_token + text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    return ids[:, :model.config.max_position_embeddings]
+
+
+def _top(tokenizer, probs: torch.Tensor, k: int) -> list[dict]:
+    p, ids = probs.topk(min(k, probs.shape[-1]))
+    return [{"id": int(i), "text": _piece(tokenizer, int(i)), "p": float(q)} for q, i in zip(p, ids) if q > 0]
+
+
+@torch.no_grad()
+def surprisal(model, tokenizer, text: str, top_k: int = 5) -> dict:
+    """For each token of the text (after the beginning-of-text token): its surprisal -log2 p in bits, its rank
+    among the vocabulary (1: the model's first choice), and the model's top-k there. `loss` (the mean surprisal
+    in nats) equals the model's own loss on the text."""
+    model.eval()
+    ids = _ids(model, tokenizer, text)
+    logprobs = model(ids).logits[0, :-1].float().log_softmax(-1)  # (T - 1, V): the prediction of token t + 1
+    targets = ids[0, 1:]
+    chosen = logprobs.gather(1, targets[:, None])[:, 0]
+    ranks = (logprobs > chosen[:, None]).sum(-1) + 1
+    rows = [{"id": int(t), "text": _piece(tokenizer, int(t)), "bits": float(-lp / math.log(2)), "rank": int(r),
+             "top": _top(tokenizer, logprobs[i].exp(), top_k)}
+            for i, (t, lp, r) in enumerate(zip(targets, chosen, ranks))]
+    loss = float(-chosen.mean())
+    return {"tokens": rows, "loss": loss, "mean_bits": loss / math.log(2)}
+
+
+@torch.no_grad()
+def next_token(model, tokenizer, prompt: str, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+               n: int = 10) -> dict:
+    """The distribution of the token after `prompt`, stage by stage as sampling reshapes it, with the logits
+    processors `generate()` applies, in its order: `raw`, then `temperature`, `top-k`, `top-p` (the stages that
+    change something). Each stage: its top-n tokens with probabilities, how many tokens it keeps, the most likely
+    ones it cut. The last stage is what `generate(do_sample=True, ...)` draws from."""
+    model.eval()
+    ids = _ids(model, tokenizer, prompt)
+    scores = model(ids).logits[:, -1].float()  # (1, V)
+    steps = [("raw", None)]
+    if temperature != 1.0:
+        steps.append(("temperature", TemperatureLogitsWarper(temperature)))
+    if top_k:
+        steps.append(("top-k", TopKLogitsWarper(top_k)))
+    if top_p < 1.0:
+        steps.append(("top-p", TopPLogitsWarper(top_p)))
+    stages = []
+    for name, warper in steps:
+        before = scores
+        if warper is not None:
+            scores = warper(ids, scores)
+        probs = scores.softmax(-1)[0]
+        cut = torch.isinf(scores[0]) & ~torch.isinf(before[0])
+        cut_probs = before.softmax(-1)[0].masked_fill(~cut, 0)
+        stages.append({"name": name, "top": _top(tokenizer, probs, n), "kept": int((probs > 0).sum()),
+                       "cut": int(cut.sum()), "cut_top": _top(tokenizer, cut_probs, n), "probs": probs})
+    return {"prompt_tokens": ids.shape[1], "stages": stages}
+
+
+@torch.no_grad()
+def attention(model, tokenizer, text: str) -> dict:
+    """The attention weights for the text: a (layers, heads, T, T) tensor (row t: how token t spreads its
+    attention over tokens 0..t; every row sums to 1), and the T token pieces."""
+    model.eval()
+    ids = _ids(model, tokenizer, text)
+    weights = torch.stack(model(ids, output_attentions=True).attentions)[:, 0]  # (L, H, T, T)
+    return {"weights": weights.float(), "tokens": [_piece(tokenizer, int(t)) for t in ids[0]]}
+
+
+@torch.no_grad()
+def logit_lens(model, tokenizer, text: str, top: int = 3) -> dict:
+    """The prediction read out after every layer: each layer's hidden state through the final norm and the head
+    (the last layer's output is the model's own: its readout equals the logits). For each layer and position: the
+    top tokens, and the probability given to the model's final choice there."""
+    model.eval()
+    ids = _ids(model, tokenizer, text)
+    out = model(ids, output_hidden_states=True)
+    final = out.logits[0].float().argmax(-1)  # (T,): the model's final choice at each position
+    norm, head = model.model.norm, model.get_output_embeddings()
+    layers = []
+    for layer, hidden in enumerate(out.hidden_states[1:], start=1):  # [0] is the embeddings
+        normed = hidden if layer == len(out.hidden_states) - 1 else norm(hidden)  # the last is normed already
+        probs = head(normed)[0].float().softmax(-1)  # (T, V)
+        layers.append([{"top": _top(tokenizer, probs[t], top), "p_final": float(probs[t, final[t]])}
+                       for t in range(probs.shape[0])])
+    return {"tokens": [_piece(tokenizer, int(t)) for t in ids[0]], "final": [_piece(tokenizer, int(t)) for t in final],
+            "layers": layers}
+
+
+def snapshots(run_dir: str) -> list[int]:
+    """The steps at which a training run kept a snapshot of its weights (OUTPUT_DIR/snapshots/step-N)."""
+    folder = os.path.join(run_dir, SNAPSHOTS)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(int(name.split("-")[1]) for name in os.listdir(folder)
+                  if name.startswith("step-") and name.split("-")[1].isdigit()
+                  and os.path.exists(os.path.join(folder, name, "model.safetensors")))
+
+
+def load_snapshot(run_dir: str, step: int):
+    """The model of a training run as it was at `step` (one of `snapshots(run_dir)`)."""
+    from .loading import load_model
+
+    return load_model(os.path.join(run_dir, SNAPSHOTS, f"step-{step}")).eval()
