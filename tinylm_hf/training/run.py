@@ -187,7 +187,7 @@ def train(trainer, args) -> None:
         signal.signal(signal.SIGINT, on_interrupt)
     try:
         trainer.train(resume_from_checkpoint=resume)
-    except (OSError, RuntimeError) as err:
+    except Exception as err:  # OSError, RuntimeError, safetensors' own error type: whichever writer hit the disk
         if disk_is_full(err, args.output_dir):
             raise UserError(f"the disk is full while writing to {args.output_dir}: free some space (or lower "
                             f"--save_total_limit) and resume with --resume_from_checkpoint; earlier checkpoints "
@@ -236,7 +236,7 @@ def save_final(trainer, tokenizer, output_dir: str, card, metrics: dict) -> None
             card.save(os.path.join(tmp, "README.md"))
             with open(os.path.join(tmp, "eval_results.json"), "w") as f:
                 json.dump(metrics, f, indent=2)
-    except (OSError, RuntimeError) as err:
+    except Exception as err:  # whichever writer hit the disk (safetensors has its own error type)
         if disk_is_full(err, output_dir):
             raise UserError(f"the disk is full while saving the model to {output_dir}: free some space; the "
                             f"checkpoints are intact") from err
