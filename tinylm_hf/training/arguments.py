@@ -102,7 +102,7 @@ class TinyLMTrainingArguments(TrainingArguments):
     time_budget: float | None = field(default=None, metadata={
         "help": "minutes for the whole run (data, tokenizer, compiling, training, evaluation, saving): the number of "
                 "steps is set from the measured step time so that warm-up and decay end with the budget; "
-                "--max_steps caps it. Default: 7 minutes when --max_steps is not given (run_instruct.py: 4)"})
+                "--max_steps caps it. Default: 7 minutes when --max_steps is not given (run_instruct.py: 5)"})
     save_on_interrupt: bool = field(default=False, metadata={"help": "on Ctrl-C, save a checkpoint before exiting"})
     snapshots: bool = field(default=True, metadata={
         "help": "keep the weights of each evaluation in OUTPUT_DIR/snapshots/step-N (a few MB each, never pushed), "

@@ -63,7 +63,7 @@ class InstructTrainingArguments(TinyLMTrainingArguments):
     output_dir: str = field(default="outputs/quickstart-instruct", metadata={"help": "the model folder to write"})
     compile: str = field(default="off", metadata={
         "help": "torch.compile: off by default here (chats are padded to many lengths: each one recompiles) | on"})
-    default_time_budget: ClassVar[float] = 4.0
+    default_time_budget: ClassVar[float] = 5.0
 
 
 def held_out_prompts(chats, n: int) -> list[dict]:
