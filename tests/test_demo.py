@@ -31,12 +31,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def chat_model_dir(tiny_model_dir, tmp_path_factory):
-    """The tiny model, instruction-tuned a little (so it has a chat template)."""
+    """The tiny model, instruction-tuned a little (so it has a chat template), with snapshots at steps 15 and 30."""
     from tinylm_hf.training.instruct import main
 
     out = tmp_path_factory.mktemp("chat") / "model"
     main(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), "--max_steps", "30",
-          "--eval_steps", "30", "--save_steps", "30", "--embedded_stories", "300", "--eval_prompts", "0",
+          "--eval_steps", "15", "--save_steps", "30", "--embedded_stories", "300", "--eval_prompts", "0",
           "--per_device_train_batch_size", "8", "--learning_rate", "3e-3"])
     return out
 
@@ -157,6 +157,48 @@ def test_absurd_settings_are_clamped_for_direct_callers(chat_model_dir):
     assert s["top_p"] == 0.01 and s["max_new_tokens"] == 1 and s["repetition_penalty"] == 3.0
 
 
+XRAY_TEXT = "Once upon a time, there was a little dog named Max. Max"
+
+
+def xray(client, text=XRAY_TEXT, step="final", compare="none", temperature=1.0, top_k=0, top_p=1.0, layer=1, head=1):
+    """The X-ray tab's views: tokens, surprisal, next-token bars, candidates, attention, logit lens (HTML)."""
+    return client.predict(text, step, compare, temperature, top_k, top_p, layer, head, api_name="/xray")
+
+
+def test_xray_tab_shows_the_real_tokens_and_follows_the_sliders_and_snapshots(client, chat_model_dir):
+    from tinylm_hf.tokenizer import load_tokenizer
+
+    ids = load_tokenizer(str(chat_model_dir))(XRAY_TEXT, add_special_tokens=False)["input_ids"]
+    tokens, surprisal, bars, _, attention, lens = xray(client)
+    assert tokens.count("class='xray-token'") == len(ids) and f"<b>{len(ids)} tokens</b>" in tokens
+    assert all(f"id {i}" in tokens for i in ids)
+    assert surprisal.count("class='xray-surprisal'") == len(ids) and "<b>final</b>" in surprisal
+    assert bars.count("class='xray-stage'") == 1  # temperature 1, no top-k, no top-p: the raw distribution only
+    cold = xray(client, temperature=0.3)[2]
+    assert cold != bars and cold.count("class='xray-stage'") == 2 and "<b>temperature</b>" in cold
+    assert "(3 tokens kept)" in xray(client, top_k=3)[2]
+    assert attention.count("<tr>") == len(ids) + 2  # the labels' row, then one row per token and the <bos> one
+    assert lens.count("<tr>") == 1 + Demo(str(chat_model_dir)).model.config.num_hidden_layers
+    early = xray(client, step="step 15", compare="final")[1]
+    assert "<b>step 15</b>" in early and "<b>final</b>" in early and early != surprisal
+    assert "Type a text" in xray(client, text="  ")[0]
+
+
+def test_step_mode_appends_what_greedy_generation_would(chat_model_dir):
+    demo = Demo(str(chat_model_dir))
+    text = XRAY_TEXT
+    for _ in range(3):  # top-k 1: the one candidate is the greedy token
+        [(_, token_id)] = demo.xray(text, top_k=1)["candidates"]
+        ids = demo.tokenizer(demo.tokenizer.bos_token + text, add_special_tokens=False, return_tensors="pt")
+        greedy = demo.model.generate(**ids, max_new_tokens=1, do_sample=False, pad_token_id=demo.tokenizer.pad_token_id)
+        assert token_id == int(greedy[0, -1])
+        text = demo.append(text, token_id)
+    assert text.startswith(XRAY_TEXT) and len(text) > len(XRAY_TEXT)
+    assert demo.snapshot_choices() == ["final", "step 0", "step 15", "step 30"]  # step 0: the base model
+    with pytest.raises(UserError, match="no snapshot .step 7. in .*: pick one of final, step 0, step 15, step 30"):
+        demo.xray(XRAY_TEXT, step="step 7")
+
+
 def test_story_tab(client):
     story, speed = client.predict("Once upon a time", "", [], "", *GREEDY.values(), api_name="/story")
     assert story.startswith("Once upon a time") and len(story) > 30 and "tokens/s" in speed
@@ -232,4 +274,40 @@ def test_a_person_chats_in_a_real_browser(server, tmp_path):
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert len(text.split()) > 5 and shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_a_person_uses_the_xray_tab_in_a_real_browser(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(server)
+        page.get_by_role("tab", name="X-ray").click()
+        box = page.locator("#xray-text textarea")
+        box.fill("Once upon a time, there was a cat named Tom. Tom")
+        page.get_by_role("button", name="X-ray", exact=True).click()
+        page.wait_for_function("() => document.querySelector('#xray-tokens').innerText.includes('Tom')",
+                               timeout=60_000)
+        stages = page.locator("#xray-next .xray-stage")
+        page.wait_for_function("() => document.querySelectorAll('#xray-next .xray-stage').length == 1")
+        raw_bars = page.locator("#xray-next").inner_html()
+        slider = page.locator("#xray-temperature input[type=number]")
+        slider.fill("0.3")
+        slider.press("Enter")
+        page.wait_for_function("() => document.querySelectorAll('#xray-next .xray-stage').length == 2",
+                               timeout=60_000)
+        assert stages.count() == 2 and page.locator("#xray-next").inner_html() != raw_bars
+        page.locator("#xray-step input").click()
+        page.get_by_role("option", name="step 15").click()
+        page.wait_for_function("() => document.querySelector('#xray-surprisal').innerText.includes('step 15')",
+                               timeout=60_000)
+        shot = tmp_path / "xray.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")

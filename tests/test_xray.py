@@ -10,6 +10,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from tinylm_hf import xray
 from tinylm_hf.hub import files_to_push
 
+from .conftest import run_script
+
 TEXT = "Once upon a time, Tom had 42 red balls.\n\tHe smiled 🙂 at the sun."
 
 
@@ -106,3 +108,21 @@ def test_snapshots_of_the_run_show_the_model_learn(tiny_model_dir):
     text = "Once upon a time, there was a little dog."
     assert xray.surprisal(late, tokenizer, text)["loss"] < xray.surprisal(early, tokenizer, text)["loss"]
     assert not any(f.startswith(xray.SNAPSHOTS) for f in files_to_push(str(tiny_model_dir)))  # never on the Hub
+
+
+def test_the_terminal_view_prints_the_tokens_their_surprisal_and_the_next_token(model_and_tokenizer, tiny_model_dir):
+    model, tokenizer = model_and_tokenizer
+    text = "Once upon a time, there was a dog."
+    proc = run_script("-m", "tinylm_hf.xray", tiny_model_dir, text, "--colour", "never", "--top", "3", check=True)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    pieces = "".join(f"[{xray.visible(tokenizer.decode([i]))}]" for i in ids)
+    assert f"{len(ids)} tokens" in proc.stdout and pieces in proc.stdout
+    assert f"mean {xray.surprisal(model, tokenizer, text)['mean_bits']:.2f} bits" in proc.stdout
+    greedy = xray.next_token(model, tokenizer, text)["stages"][0]["top"][0]["text"]
+    assert proc.stdout.split("the next token:\n")[1].split("\n")[0].strip().startswith(repr(greedy))
+    steps = xray.snapshots(tiny_model_dir)
+    early = run_script("-m", "tinylm_hf.xray", tiny_model_dir, text, "--step", steps[0], "--colour", "never",
+                       check=True)
+    assert early.stdout != proc.stdout
+    bad = run_script("-m", "tinylm_hf.xray", tiny_model_dir, text, "--step", "3")
+    assert bad.returncode == 2 and f"(snapshots: {', '.join(map(str, steps))})" in bad.stderr.strip().splitlines()[-1]

@@ -1,10 +1,13 @@
-"""The Gradio demo: a streaming chat with the model and a story tab. `python app.py --model DIR_OR_HUB_ID`.
+"""The Gradio demo: a streaming chat with the model, a story tab, and an X-ray tab that shows what the model does
+with a text (tokens, surprisal, the next-token distribution under the sampling settings, attention, the logit lens),
+at any snapshot of its training run. `python app.py --model DIR_OR_HUB_ID`.
 
 Generation runs in a thread with a `TextIteratorStreamer`; one lock serialises the model (the queue takes many
 users at once; each request streams in turn, with its own history, which the browser session holds). Every
 input is checked or clamped: empty or over-long messages get a clear answer, absurd slider values are clamped.
 """
 
+import math
 import os
 import threading
 import time
@@ -12,16 +15,19 @@ import time
 import torch
 from transformers import TextIteratorStreamer
 
+from . import xray, xray_html
 from .data.embedded import FEATURE_NAMES
 from .data.instruct import prompt_text
 from .errors import UserError
-from .presets import format_count
-from .tokenizer import load_tokenizer
 from .hardware import check_precision, cpu_has_bf16
 from .loading import load_model
+from .presets import format_count
+from .tokenizer import load_tokenizer
 
 DEFAULT_MODELS = ("outputs/quickstart-instruct", "outputs/quickstart")
 MAX_MESSAGE_CHARS = 20_000
+XRAY_TEXT = "Once upon a time, there was a little dog named Max. Max liked to play with his red ball. One day, Max"
+KEPT_SNAPSHOTS = 4  # snapshot models kept loaded for the X-ray tab
 
 
 def find_model(model: str | None) -> str:
@@ -54,7 +60,7 @@ def clamp(value, low, high, default):
         value = float(value)
     except (TypeError, ValueError):
         return default
-    return default if value != value else min(max(value, low), high)  # NaN -> default
+    return default if math.isnan(value) else min(max(value, low), high)
 
 
 class Demo:
@@ -74,6 +80,7 @@ class Demo:
                                                                                 self.context - 1),
                          "repetition_penalty": defaults.repetition_penalty or 1.0}
         self.lock = threading.Lock()
+        self.loaded_snapshots: dict[int, torch.nn.Module] = {}
 
     def info(self) -> str:
         c = self.model.config
@@ -187,6 +194,57 @@ class Demo:
             yield prefix + text, speed
 
 
+    # ---- X-ray ----------------------------------------------------------------------------------------------
+
+    def snapshot_choices(self) -> list[str]:
+        """"final", then "step N" for each snapshot the training run kept (model folders only: never on the Hub)."""
+        steps = xray.snapshots(self.name) if os.path.isdir(self.name) else []
+        return ["final"] + [f"step {step}" for step in steps]
+
+    def model_at(self, choice: str):
+        """The model as it is ("final"), or as it was at a snapshot ("step N"), loaded once."""
+        if choice in (None, "", "final"):
+            return self.model
+        if choice not in self.snapshot_choices():
+            raise UserError(f"no snapshot {choice!r} in {self.name}: pick one of {', '.join(self.snapshot_choices())}")
+        step = int(choice.removeprefix("step "))
+        if step not in self.loaded_snapshots:
+            if len(self.loaded_snapshots) >= KEPT_SNAPSHOTS:
+                self.loaded_snapshots.pop(next(iter(self.loaded_snapshots)))
+            self.loaded_snapshots[step] = xray.load_snapshot(self.name, step).to(self.model.dtype)
+        return self.loaded_snapshots[step]
+
+    def xray(self, text, step="final", compare="none", temperature=1.0, top_k=0, top_p=1.0, layer=1, head=1) -> dict:
+        """The X-ray tab: HTML views of what the model (at `step`) does with `text`; surprisal compared with the
+        model at `compare` unless "none"; the next-token stages under these sampling settings; one attention head
+        (layer and head count from 1). Also `candidates`: (label, token id) of what sampling would draw from."""
+        text = (text if isinstance(text, str) else "")[:MAX_MESSAGE_CHARS]
+        if not text.strip():
+            return {"error": "Type a text to see what the model does with it."}
+        c = self.model.config
+        temperature, top_p = clamp(temperature, 0.05, 5.0, 1.0), clamp(top_p, 0.01, 1.0, 1.0)
+        top_k = int(clamp(top_k, 0, c.vocab_size, 0))
+        layer, head = int(clamp(layer, 1, c.num_hidden_layers, 1)) - 1, int(clamp(head, 1, c.num_attention_heads, 1)) - 1
+        with self.lock:
+            model = self.model_at(step)
+            before = None if compare in (None, "", "none") else xray.surprisal(self.model_at(compare), self.tokenizer, text)
+            now = xray.surprisal(model, self.tokenizer, text)
+            following = xray.next_token(model, self.tokenizer, text, temperature, top_k, top_p)
+            weights = xray.attention(model, self.tokenizer, text)
+            lens = xray.logit_lens(model, self.tokenizer, text)
+        drawn = following["stages"][-1]["top"]
+        return {"tokens": xray_html.tokens_html(xray.tokens(self.tokenizer, text, self.context - 1), text),
+                "surprisal": xray_html.surprisal_html(now, before, step or "final", compare),
+                "next": xray_html.next_token_html(following),
+                "candidates": [(f"{t['text']!r} {t['p']:.0%}", t["id"]) for t in drawn],
+                "attention": xray_html.attention_html(weights, layer, head), "lens": xray_html.logit_lens_html(lens)}
+
+    def append(self, text: str, token_id) -> str:
+        """The text with one more token (step mode): through the token ids, so byte pieces join up."""
+        ids = self.tokenizer(text or "", add_special_tokens=False)["input_ids"]
+        return self.tokenizer.decode(ids + [int(token_id)], clean_up_tokenization_spaces=False)
+
+
 def build_ui(demo: Demo):
     import gradio as gr
 
@@ -228,7 +286,63 @@ def build_ui(demo: Demo):
 
             go.click(demo.story, [opening, words, features, summary, *controls], [output, speed], api_name="story",
                      concurrency_limit=16)
+        with gr.Tab("X-ray"):
+            xray_tab(gr, ui, demo)
     return ui.queue(default_concurrency_limit=16, max_size=256)
+
+
+def xray_tab(gr, ui, demo: Demo) -> None:
+    """See inside: a text in, its tokens, surprisal, next-token bars, attention and logit lens out; the
+    sampling sliders reshape the bars; a candidate picked is appended (step mode); with snapshots, any step of
+    the training run, alone or compared with another."""
+    c = demo.model.config
+    gr.Markdown("What the model does with a text. Hover over anything for its figures.")
+    text = gr.Textbox(label="Text", value=XRAY_TEXT, lines=3, elem_id="xray-text")
+    steps = demo.snapshot_choices()
+    with gr.Row(visible=len(steps) > 1):
+        step = gr.Dropdown(steps, value="final", label="the model at (snapshots of its training run)",
+                           elem_id="xray-step")
+        compare = gr.Dropdown(["none", *steps], value="none", label="compare the surprisal with",
+                              elem_id="xray-compare")
+    go = gr.Button("X-ray", variant="primary")
+    gr.Markdown("### Tokens\nHow the text is cut (colours only tell tokens apart).")
+    tokens = gr.HTML(elem_id="xray-tokens")
+    gr.Markdown("### Surprisal\nHow unexpected each token was to the model, in bits.")
+    surprisal = gr.HTML(elem_id="xray-surprisal")
+    gr.Markdown("### The next token\nThe model only predicts the next token: its distribution, then what "
+                "temperature, top-k and top-p make of it.")
+    with gr.Row():
+        temperature = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="temperature", elem_id="xray-temperature")
+        top_k = gr.Slider(0, 100, value=0, step=1, label="top-k (0: off)", elem_id="xray-top-k")
+        top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top-p", elem_id="xray-top-p")
+    following = gr.HTML(elem_id="xray-next")
+    pick = gr.Radio([], label="step mode: pick a candidate to append it", elem_id="xray-pick")
+    gr.Markdown("### Attention")
+    with gr.Row():
+        layer = gr.Slider(1, c.num_hidden_layers, value=1, step=1, label="layer", elem_id="xray-layer")
+        head = gr.Slider(1, c.num_attention_heads, value=1, step=1, label="head", elem_id="xray-head")
+    attention = gr.HTML(elem_id="xray-attention")
+    gr.Markdown("### Logit lens")
+    lens = gr.HTML(elem_id="xray-lens")
+
+    def show(*values):
+        try:
+            v = demo.xray(*values)
+        except UserError as e:
+            v = {"error": str(e)}
+        if "error" in v:
+            return v["error"], "", "", gr.update(choices=[], value=None), "", ""
+        return (v["tokens"], v["surprisal"], v["next"], gr.update(choices=v["candidates"], value=None),
+                v["attention"], v["lens"])
+
+    inputs = [text, step, compare, temperature, top_k, top_p, layer, head]
+    outputs = [tokens, surprisal, following, pick, attention, lens]
+    go.click(show, inputs, outputs, api_name="xray")
+    for trigger in (text.submit, step.change, compare.change, temperature.change, top_k.change, top_p.change,
+                    layer.change, head.change):
+        trigger(show, inputs, outputs, api_name=False, trigger_mode="always_last")
+    pick.input(demo.append, [text, pick], text, api_name=False).then(show, inputs, outputs, api_name=False)
+    ui.load(show, inputs, outputs, api_name=False)  # the tab opens with its views drawn
 
 
 def launch(model: str | None, revision: str | None = None, server_name: str = "127.0.0.1", port: int = 7860,

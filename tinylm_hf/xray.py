@@ -7,12 +7,15 @@ demo. Any model this project trains or loads, at any snapshot of its training ru
     attention(model, tokenizer, text)            the attention weights, (layers, heads, T, T)
     logit_lens(model, tokenizer, text)           the prediction read out after every layer (through the final norm)
 
-Imports no Trainer. The model runs in eval mode without gradients; every figure comes from the model's standard
+From a terminal: `python -m tinylm_hf.xray MODEL "some text"` (tokens and surprisal in colour, the next-token
+top-k; `--step N` for a snapshot). Imports no Trainer. The model runs in eval mode without gradients; every figure comes from the model's standard
 outputs (`output_attentions`, `output_hidden_states`) and from the logits processors `generate()` uses.
 """
 
+import argparse
 import math
 import os
+import sys
 
 import torch
 from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
@@ -156,3 +159,66 @@ def load_snapshot(run_dir: str, step: int):
     from .loading import load_model
 
     return load_model(os.path.join(run_dir, SNAPSHOTS, f"step-{step}")).eval()
+
+
+# ---- the terminal view ----------------------------------------------------------------------------------------
+
+TOKEN_COLOURS = (153, 222, 157, 218, 183, 216)  # ANSI 256-colour backgrounds, in turn
+HEAT = (231, 224, 217, 210, 203, 196)  # white to red: 0-1, 1-2, 2-4, 4-6, 6-8, 8+ bits
+
+
+def _paint(text: str, background: int | None) -> str:
+    return text if background is None else f"\033[48;5;{background}m\033[38;5;16m{text}\033[0m"
+
+
+def terminal_view(model, tokenizer, text: str, top: int = 10, colour: bool = True) -> str:
+    """The tokens of the text (colours tell them apart), each token shaded by its surprisal, and the next-token
+    top-k: what `python -m tinylm_hf.xray` prints. Without colour, tokens go in brackets with their bits."""
+    cut = tokens(tokenizer, text, model.config.max_position_embeddings - 1)
+    seen = surprisal(model, tokenizer, text)
+    following = next_token(model, tokenizer, text, n=top)["stages"][0]["top"]
+    lines = [f"{cut['count']} tokens, {cut['bytes_per_token']:.2f} bytes per token"
+             + (f", {cut['beyond_context']} beyond the context" if cut["beyond_context"] else "") + ":"]
+    lines.append("".join(_paint(t["shown"], TOKEN_COLOURS[t["group"] % len(TOKEN_COLOURS)]) if colour
+                         else f"[{t['shown']}]" for t in cut["tokens"]))
+    lines.append(f"\nsurprisal, mean {seen['mean_bits']:.2f} bits per token"
+                 + (" (white: expected ... red: 8+ bits):" if colour else ":"))
+    steps = (1, 2, 4, 6, 8)
+    lines.append("".join(_paint(t["text"], HEAT[sum(t["bits"] >= s for s in steps)]) if colour
+                         else f"[{t['text']} {t['bits']:.1f}]" for t in seen["tokens"]))
+    lines.append("\nthe next token:")
+    lines += [f"  {t['text']!r:>16} {t['p']:6.1%} {'#' * round(t['p'] * 40)}" for t in following]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tinylm_hf.xray", description=(
+        "See inside a model: how a text is cut into tokens, how surprising each token is to the model, and its "
+        "next-token distribution. The demo's X-ray tab (python app.py) shows more: attention, the logit lens, "
+        "sampling settings, snapshots compared."))
+    parser.add_argument("model", help="model folder or Hub id")
+    parser.add_argument("text", help="the text to look at")
+    parser.add_argument("--step", type=int, help="the model at this snapshot of its training run (listed if absent)")
+    parser.add_argument("--top", type=int, default=10, help="next-token candidates to show (default 10)")
+    parser.add_argument("--colour", "--color", choices=("auto", "always", "never"), default="auto",
+                        help="ANSI colours (auto: when printing to a terminal)")
+    args = parser.parse_args(argv)
+    from .errors import UserError
+    from .loading import load_model
+    from .tokenizer import load_tokenizer
+
+    if args.step is None:
+        model = load_model(args.model).eval()
+    elif args.step in snapshots(args.model):
+        model = load_snapshot(args.model, args.step)
+    else:
+        kept = ", ".join(map(str, snapshots(args.model))) or "none"
+        raise UserError(f"--step {args.step}: {args.model} has no snapshot at that step (snapshots: {kept})")
+    colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())
+    print(terminal_view(model, load_tokenizer(args.model, add_chat_template=False), args.text, args.top, colour))
+
+
+if __name__ == "__main__":
+    from .errors import run_cli
+
+    run_cli(main)

@@ -16,6 +16,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from ..errors import UserError
 from ..hardware import bf16_is_fast, check_precision
+from .callbacks import UNPLANNED_STEPS
 
 
 COMPILE_PAYS_MINUTES = 3  # torch.compile's 10-60 s pay back in runs of 500+ steps or budgets of 3+ minutes
@@ -102,7 +103,7 @@ class TinyLMTrainingArguments(TrainingArguments):
     time_budget: float | None = field(default=None, metadata={
         "help": "minutes for the whole run (data, tokenizer, compiling, training, evaluation, saving): the number of "
                 "steps is set from the measured step time so that warm-up and decay end with the budget; "
-                "--max_steps caps it. Default: 7 minutes when --max_steps is not given (run_instruct.py: 5)"})
+                "--max_steps caps it. Default: 7 minutes when --max_steps is not given"})
     save_on_interrupt: bool = field(default=False, metadata={"help": "on Ctrl-C, save a checkpoint before exiting"})
     snapshots: bool = field(default=True, metadata={
         "help": "keep the weights of each evaluation in OUTPUT_DIR/snapshots/step-N (a few MB each, never pushed), "
@@ -163,7 +164,7 @@ class TinyLMTrainingArguments(TrainingArguments):
             raise UserError(f"--time_budget {self.time_budget}: give a number of minutes above 0")
         self.step_cap = self.max_steps if self.max_steps > 0 else None  # under a budget: the most steps it may set
         if self.time_budget is not None and self.max_steps <= 0:
-            self.max_steps = 10**9  # the budget sets the steps; the Trainer wants an upper bound
+            self.max_steps = UNPLANNED_STEPS  # the budget sets the steps; the Trainer wants an upper bound
         can_compile = torch.cuda.is_available() or shutil.which(os.environ.get("CXX", "g++")) is not None
         long_run = self.max_steps >= 500 and (self.time_budget or COMPILE_PAYS_MINUTES) >= COMPILE_PAYS_MINUTES
         if self.compile == "on" or (self.compile == "auto" and long_run and can_compile):

@@ -125,6 +125,9 @@ class NaNGuardCallback(LogMetricsCallback):
             control.should_evaluate = False
 
 
+UNPLANNED_STEPS = 10**9  # a step count no run reaches: the Trainer's bound, and the marks, until the budget plans
+
+
 class TimeBudgetCallback(TrainerCallback):
     """--time_budget: the run ends when its budget does, with its learning-rate schedule complete.
 
@@ -144,7 +147,7 @@ class TimeBudgetCallback(TrainerCallback):
         self.margin = 3.0 + 0.02 * minutes * 60  # seconds kept free: saving the final folder, the clock's noise
         self.eval_guess_steps, self.after_training, self.cap = eval_guess_steps, after_training, cap
         self.skip, self.every = skip, every
-        self.total_steps = cap or 10**9  # until the first plan: only the first, compiling steps run under it
+        self.total_steps = cap or UNPLANNED_STEPS  # until the first plan: only the first, compiling steps run under it
         self.step_times: list[float] = []
         self.eval_cost: float | None = None  # seconds from the end of a step with an evaluation to the next step
         self.step_start = self.step_end = None
@@ -153,7 +156,7 @@ class TimeBudgetCallback(TrainerCallback):
         self.progress: ProgressCallback | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        state.eval_steps = state.save_steps = 10**9  # the marks below, which move with the plan, decide instead
+        state.eval_steps = state.save_steps = UNPLANNED_STEPS  # the marks below, which move with the plan, decide instead
 
     def on_step_begin(self, args, state, control, **kwargs):
         now = time.time()
@@ -180,9 +183,9 @@ class TimeBudgetCallback(TrainerCallback):
         for kind, steps, flag, strategy in marks:
             if strategy != "steps":
                 continue
-            every = self.interval(steps, self.total_steps)
-            if state.global_step >= (self.done[kind] + 1) * every:
-                self.done[kind] = state.global_step // every  # (a resumed run catches up at once)
+            spacing = self.interval(steps, self.total_steps)
+            if state.global_step >= (self.done[kind] + 1) * spacing:
+                self.done[kind] = state.global_step // spacing  # (a resumed run catches up at once)
                 setattr(control, flag, True)
 
     def plan(self, args, state) -> None:

@@ -63,7 +63,10 @@ class InstructTrainingArguments(TinyLMTrainingArguments):
     output_dir: str = field(default="outputs/quickstart-instruct", metadata={"help": "the model folder to write"})
     compile: str = field(default="off", metadata={
         "help": "torch.compile: off by default here (chats are padded to many lengths: each one recompiles) | on"})
-    default_time_budget: ClassVar[float] = 5.0
+    train_sampling_strategy: str = field(default="group_by_length", metadata={
+        "help": "group_by_length (default: batches of chats of similar length, 2%% padding instead of 21%% on the "
+                "embedded records, ~1.2x the steps per minute) | random | sequential | batch_rebalance"})
+    default_time_budget: ClassVar[float] = 7.0
 
 
 def held_out_prompts(chats, n: int) -> list[dict]:

@@ -25,7 +25,7 @@ SAMPLE_PROMPTS = ["Once upon a time", "One day, a little dog", "Lily and Tom wan
 TOKENIZER_SOURCE = "tinylm_source.json"
 
 
-def get_tokenizer(model_args, data_args, corpus, args):
+def get_tokenizer(model_args, source: str, corpus, args):
     """A named tokenizer, else the model's own, else a byte-level BPE trained on the corpus (kept in
     OUTPUT_DIR/tokenizer and reused while the corpus and vocabulary size stay the same)."""
     if model_args.tokenizer_name:
@@ -33,23 +33,22 @@ def get_tokenizer(model_args, data_args, corpus, args):
     if model_args.model_name_or_path:
         return load_tokenizer(model_args.model_name_or_path, model_args.revision)
     folder = os.path.join(args.output_dir, "tokenizer")
-    source = {"source": sources.describe(data_args.dataset, **data_args.corpus_kwargs(args.seed)),
-              "vocab_size": model_args.vocab_size}
+    trained_on = {"source": source, "vocab_size": model_args.vocab_size}
     try:
         with open(os.path.join(folder, TOKENIZER_SOURCE)) as f:
-            if json.load(f) == source:
+            if json.load(f) == trained_on:
                 return load_tokenizer(folder)
     except (OSError, ValueError):
         pass
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(folder, TOKENIZER_SOURCE))  # from here on, the folder is not a complete tokenizer
     with args.main_process_first(desc="tokenizer"):
         if args.process_index == 0:
+            with contextlib.suppress(FileNotFoundError):  # from here on, the folder is not a complete tokenizer
+                os.remove(os.path.join(folder, TOKENIZER_SOURCE))
             print(f"training a {model_args.vocab_size}-token byte-level BPE on the training corpus")
             tokenizer = train_bpe(sources.texts(corpus["train"]), model_args.vocab_size)
             with written_whole(folder, folder=True) as tmp:
                 tokenizer.save_pretrained(tmp)
-            write_json(os.path.join(folder, TOKENIZER_SOURCE), source)  # last: it says the folder is complete
+            write_json(os.path.join(folder, TOKENIZER_SOURCE), trained_on)  # last: the folder is complete
     return load_tokenizer(folder)
 
 
@@ -58,12 +57,12 @@ def main(argv: list[str]) -> dict:
     run.prepare_output_dir(args)
     set_seed(args.seed)
     corpus = sources.load_corpus(data_args.dataset, **data_args.corpus_kwargs(args.seed))
-    tokenizer = get_tokenizer(model_args, data_args, corpus, args)
+    source = sources.describe(data_args.dataset, **data_args.corpus_kwargs(args.seed))  # decides what is reused
+    tokenizer = get_tokenizer(model_args, source, corpus, args)
     model = run.build_model(model_args, tokenizer, data_args.block_size, run.attention_for(model_args, args))
     block_size = run.context_length(model.config, data_args.block_size)
 
     token_dir = data_args.token_dir or os.path.join(args.output_dir, "tokens")
-    source = sources.describe(data_args.dataset, **data_args.corpus_kwargs(args.seed))
     with args.main_process_first(desc="token files"):
         meta = build_token_files(corpus, tokenizer, token_dir, source, num_proc=data_args.preprocessing_num_workers,
                                  rebuild=data_args.rebuild_tokens, owned=data_args.token_dir is None)
