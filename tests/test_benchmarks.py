@@ -68,3 +68,11 @@ def test_time_to_quality_trains_ours_and_the_stock_models_in_the_same_budget(tmp
     assert rows[1]["ratio"] == 1.0 and out["tinylm / best LlamaForCausalLM (bits per byte)"] == rows[0]["ratio"]
     for a, b in zip(rows, rows[1:]):  # one bits-per-byte scale: the same validation bytes per token for every row
         assert a["bpb"] / a["eval_loss"] == pytest.approx(b["bpb"] / b["eval_loss"], rel=1e-3)
+
+
+def test_runtimes_times_pytorch_and_both_onnx_graphs_on_one_model(tiny_model_dir, tmp_path):
+    out = run_benchmark("runtimes", "--model", tiny_model_dir, "--quick", results_dir=tmp_path)
+    rows = {r["runtime"]: r for r in out["rows"]}
+    assert set(rows) == {"PyTorch generate()", "ONNX Runtime model.onnx", "ONNX Runtime model_quantized.onnx"}
+    assert rows["ONNX Runtime model.onnx"]["same tokens"] and rows["PyTorch generate()"]["x PyTorch"] == 1.0
+    assert all(r["new tokens/s"] > 0 and r["first token ms"] > 0 and r["MB"] > 0 for r in rows.values())

@@ -168,3 +168,24 @@ def test_a_full_disk_while_saving_is_a_clear_error_and_the_previous_checkpoint_s
 
     AutoModelForCausalLM.from_pretrained(complete[-1])  # the last complete checkpoint loads
     assert not (small_disk / "model.safetensors").exists()  # no half-written final model
+
+
+def test_a_folder_written_whole_replaces_its_files_and_subfolders_and_keeps_the_rest(tmp_path):
+    from tinylm_hf.files import written_whole
+
+    out = tmp_path / "out"
+    (out / "onnx").mkdir(parents=True)
+    (out / "onnx" / "old.onnx").write_text("old")
+    (out / "checkpoint-1").mkdir()
+    (out / "config.json").write_text("{}")
+    with written_whole(str(out), folder=True) as tmp:
+        os.makedirs(os.path.join(tmp, "onnx"))
+        open(os.path.join(tmp, "onnx", "model.onnx"), "w").write("new")
+        open(os.path.join(tmp, "config.json"), "w").write('{"new": 1}')
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-1", "config.json", "onnx"]
+    assert [p.name for p in (out / "onnx").iterdir()] == ["model.onnx"]  # the subfolder replaced whole
+    assert (out / "config.json").read_text() == '{"new": 1}'
+    with pytest.raises(RuntimeError), written_whole(str(out), folder=True) as tmp:
+        open(os.path.join(tmp, "config.json"), "w").write("half")
+        raise RuntimeError("the writer fails")
+    assert (out / "config.json").read_text() == '{"new": 1}' and len(list(out.iterdir())) == 3  # untouched

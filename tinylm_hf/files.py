@@ -12,8 +12,9 @@ TMP = ".tmp-"  # the mark of a temporary name: what a killed process leaves behi
 @contextlib.contextmanager
 def written_whole(path: str, folder: bool = False) -> Iterator[str]:
     """Yield a temporary path to write the file `path` at (or, with folder=True, the files of the folder `path`);
-    when the block ends, it takes `path`'s place: a file by one rename; a folder's files each renamed over the one
-    of the same name, so a folder that holds other things (checkpoints, say) keeps them. If the block fails, the
+    when the block ends, it takes `path`'s place: a file by one rename; a folder's files (and subfolders, each
+    replaced whole) each renamed over the one of the same name, so a folder that holds other things (checkpoints,
+    say) keeps them. If the block fails, the
     temporary is removed and `path` is untouched. The temporary lies beside the file, or inside the folder, so
     the renames never cross a file system.
 
@@ -24,6 +25,7 @@ def written_whole(path: str, folder: bool = False) -> Iterator[str]:
     if folder:
         os.makedirs(path, exist_ok=True)
         tmp = os.path.join(path, f"{TMP}{os.getpid()}")
+        os.makedirs(tmp, exist_ok=True)
     else:
         root, ext = os.path.splitext(path)
         tmp = f"{root}{TMP}{os.getpid()}{ext}"  # the extension kept: savefig and friends choose the format by it
@@ -31,7 +33,14 @@ def written_whole(path: str, folder: bool = False) -> Iterator[str]:
         yield tmp
         if folder:
             for name in sorted(os.listdir(tmp)):
-                os.replace(os.path.join(tmp, name), os.path.join(path, name))
+                target = os.path.join(path, name)
+                if os.path.isdir(target) and not os.path.islink(target):  # a subfolder is replaced whole
+                    aside = os.path.join(tmp, f"{TMP}old")
+                    os.replace(target, aside)
+                    os.replace(os.path.join(tmp, name), target)
+                    shutil.rmtree(aside)
+                else:
+                    os.replace(os.path.join(tmp, name), target)
             os.rmdir(tmp)
         else:
             with open(tmp, "rb+") as f:  # on disk before the rename, so a crash leaves the old or the new file

@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""The same model in each runtime: batch-1 greedy generation (new tokens/s after the first, and the time to the
+first token) in PyTorch `generate()` and in ONNX Runtime (the exported fp32 and 8-bit graphs, with their KV cache),
+with the file sizes. The fp32 graph must produce PyTorch's tokens (checked); the 8-bit one may differ.
+
+    python benchmarks/runtimes.py --model outputs/quickstart [--new_tokens 200] [--quick]
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from transformers import AutoConfig
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import add_results_argument, report  # noqa: E402
+from tinylm_hf.export import onnx_folder, run_onnx  # noqa: E402
+from tinylm_hf.loading import load_model  # noqa: E402
+from tinylm_hf.tokenizer import load_tokenizer  # noqa: E402
+
+
+def pytorch_run(model, prompt: list[int], new_tokens: int) -> tuple[list[int], float, float]:
+    """(tokens, seconds to the first, seconds for the rest) of greedy generate()."""
+    ids = torch.tensor([prompt])
+    kwargs = dict(do_sample=False, eos_token_id=None, pad_token_id=0, attention_mask=torch.ones_like(ids))
+    with torch.no_grad():
+        start = time.perf_counter()
+        model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        out = model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
+        total = time.perf_counter() - start
+    return out[0, len(prompt):].tolist(), first, total - first
+
+
+def onnx_run(session, config, prompt: list[int], new_tokens: int) -> tuple[list[int], float, float]:
+    """The same through an ONNX Runtime session: the prompt once, then one token at a time through the cache."""
+    start = time.perf_counter()
+    logits, past = run_onnx(session, np.array([prompt]), None, config)
+    tokens = [int(logits[0, -1].argmax())]
+    first = time.perf_counter() - start
+    for _ in range(new_tokens - 1):
+        logits, past = run_onnx(session, np.array([[tokens[-1]]]), past, config)
+        tokens.append(int(logits[0, -1].argmax()))
+    return tokens, first, time.perf_counter() - start - first
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="outputs/quickstart", help="model folder")
+    parser.add_argument("--new_tokens", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per runtime, the best kept")
+    parser.add_argument("--quick", action="store_true", help="20 new tokens, one repeat")
+    add_results_argument(parser)
+    a = parser.parse_args()
+    new_tokens, repeats = (20, 1) if a.quick else (a.new_tokens, a.repeats)
+    import onnxruntime
+
+    torch.set_num_threads(os.cpu_count())
+    model = load_model(a.model).eval()
+    tokenizer = load_tokenizer(a.model)
+    prompt = tokenizer(tokenizer.bos_token + "Once upon a time", add_special_tokens=False)["input_ids"]
+    new_tokens = min(new_tokens, model.config.max_position_embeddings - len(prompt))
+    with tempfile.TemporaryDirectory() as tmp:
+        export = onnx_folder(a.model, os.path.join(tmp, "onnx-folder"), quantize="q8", log=lambda *_: None)
+        graphs = {name: os.path.join(tmp, "onnx-folder", "onnx", name) for name in export["files"]}
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = os.cpu_count()
+        sessions = {name: onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+                    for name, path in graphs.items()}
+        config = AutoConfig.from_pretrained(os.path.join(tmp, "onnx-folder"))
+        runners = {"PyTorch generate()": lambda: pytorch_run(model, prompt, new_tokens),
+                   **{f"ONNX Runtime {name}": (lambda s=s: onnx_run(s, config, prompt, new_tokens))
+                      for name, s in sessions.items()}}
+        sizes = {"PyTorch generate()": os.path.getsize(os.path.join(a.model, "model.safetensors")),
+                 **{f"ONNX Runtime {name}": size for name, size in export["files"].items()}}
+        best = {name: (float("inf"), float("inf")) for name in runners}
+        tokens = {}
+        for name, run in runners.items():
+            run()  # warm up
+        for _ in range(repeats):
+            for name, run in runners.items():  # alternate, so machine noise hits every runtime alike
+                tokens[name], first, rest = run()
+                best[name] = (min(best[name][0], first), min(best[name][1], rest))
+    reference = tokens["PyTorch generate()"]
+    if tokens["ONNX Runtime model.onnx"] != reference:
+        raise SystemExit("the fp32 ONNX graph generated other tokens than PyTorch: an export bug")
+    speed = {name: (new_tokens - 1) / rest for name, (_, rest) in best.items()}
+    rows = [{"runtime": name, "MB": round(sizes[name] / 1e6, 2), "first token ms": round(first * 1000, 1),
+             "new tokens/s": round(speed[name]), "x PyTorch": round(speed[name] / speed["PyTorch generate()"], 2),
+             "same tokens": tokens[name] == reference} for name, (first, _) in best.items()]
+    report("runtimes", rows, {"model": a.model, "parameters": model.num_parameters(), "new tokens": new_tokens,
+                              "threads": os.cpu_count()}, a.results_dir)
+
+
+if __name__ == "__main__":
+    main()
