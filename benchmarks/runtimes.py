@@ -90,7 +90,10 @@ def main():
     if tokens["ONNX Runtime model.onnx"] != reference:
         raise SystemExit("the fp32 ONNX graph generated other tokens than PyTorch: an export bug")
     speed = {name: (new_tokens - 1) / rest for name, (_, rest) in best.items()}
-    rows = [{"runtime": name, "MB": round(sizes[name] / 1e6, 2), "first token ms": round(first * 1000, 1),
+    def figure(x):  # three significant figures: a tiny model's first token can take well under 0.05 ms
+        return float(f"{x:.3g}")
+
+    rows = [{"runtime": name, "MB": figure(sizes[name] / 1e6), "first token ms": figure(first * 1000),
              "new tokens/s": round(speed[name]), "x PyTorch": round(speed[name] / speed["PyTorch generate()"], 2),
              "same tokens": tokens[name] == reference} for name, (first, _) in best.items()]
     report("runtimes", rows, {"model": a.model, "parameters": model.num_parameters(), "new tokens": new_tokens,
