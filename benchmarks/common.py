@@ -1,7 +1,9 @@
 """Shared by the benchmarks: the reference shape, stock peer models of the same shape, table + JSON output."""
 
+import json
 import os
 import platform
+import subprocess
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
@@ -43,6 +45,36 @@ def build(name: str, a):
         return LlamaForCausalLM(LlamaConfig(**shape, intermediate_size=ours.intermediate_size,
                                             tie_word_embeddings=True))
     raise ValueError(name)
+
+
+def save_preset(preset: str, tokenizer, folder: str, **overrides) -> TinyLMForCausalLM:
+    """A freshly initialised model of a preset (seed 0) saved with `tokenizer` at `folder`: a bigger model to time
+    when only its shape matters."""
+    from tinylm_hf.presets import get_preset
+
+    torch.manual_seed(0)
+    config = get_preset(preset, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                        pad_token_id=tokenizer.pad_token_id, **overrides)
+    model = TinyLMForCausalLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model
+
+
+JS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "js")
+
+
+def llama_cpp(request: dict) -> dict:
+    """llama.cpp on a GGUF file through js/llama_cpp.mjs (node-llama-cpp; the request and answer are described
+    there). Needs Node.js and `npm ci --ignore-scripts --omit=optional` in js/."""
+    path = os.path.splitext(request["model"])[0] + ".request.json"
+    with open(path, "w") as f:
+        json.dump(request, f)
+    proc = subprocess.run(["node", os.path.join(JS, "llama_cpp.mjs"), path], capture_output=True, text=True,
+                          timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"llama.cpp failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 PEERS = {"tinylm-gpt": "GPT2LMHeadModel", "tinylm-llama": "LlamaForCausalLM"}

@@ -1,13 +1,16 @@
 #!/usr/bin/env python
 """The same model in each runtime: batch-1 greedy generation (new tokens/s after the first, and the time to the
-first token) in PyTorch `generate()` and in ONNX Runtime (the exported fp32 and 8-bit graphs, with their KV cache),
-with the file sizes. The fp32 graph must produce PyTorch's tokens (checked); the 8-bit one may differ.
+first token) in PyTorch `generate()`, in ONNX Runtime (the exported fp32 and 8-bit graphs, with their KV cache) and
+in llama.cpp (the GGUF files, f32 and q8_0, through node-llama-cpp's prebuilt binaries: js/), with the file sizes.
+The fp32 graph must produce PyTorch's tokens (checked); the others may differ where two tokens are close.
 
     python benchmarks/runtimes.py --model outputs/quickstart [--new_tokens 200] [--quick]
+    python benchmarks/runtimes.py --model outputs/quickstart --preset stories15m     a 15M model of that shape
 """
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -17,9 +20,10 @@ import torch
 from transformers import AutoConfig
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import add_results_argument, report  # noqa: E402
-from tinylm_hf.export import onnx_folder, run_onnx  # noqa: E402
+from benchmarks.common import JS, add_results_argument, llama_cpp, report, save_preset  # noqa: E402
+from tinylm_hf.export.onnx import onnx_folder, run_onnx  # noqa: E402
 from tinylm_hf.loading import load_model  # noqa: E402
+from tinylm_hf.presets import PRESETS  # noqa: E402
 from tinylm_hf.tokenizer import load_tokenizer  # noqa: E402
 
 
@@ -49,9 +53,28 @@ def onnx_run(session, config, prompt: list[int], new_tokens: int) -> tuple[list[
     return tokens, first, time.perf_counter() - start - first
 
 
+def llama_cpp_rows(folder: str, prompt: list[int], new_tokens: int, repeats: int, tmp: str) -> dict:
+    """{runtime: (tokens, first, rest, bytes)} of llama.cpp on the GGUF files (f32, q8_0), at 1 and at every thread
+    (more threads than the work needs make llama.cpp's threads wait on each other): the faster kept, named."""
+    from tinylm_hf.export.gguf import write_gguf
+
+    out = {}
+    for kind in ("f32", "q8_0"):
+        path = os.path.join(tmp, f"model-{kind}.gguf")
+        write_gguf(folder, path, kind, log=lambda *_: None)
+        runs = {threads: llama_cpp({"model": path, "prompt": prompt, "new_tokens": new_tokens, "repeats": repeats,
+                                    "threads": threads, "past_eos": True}) for threads in sorted({1, os.cpu_count()})}
+        threads, best = min(runs.items(), key=lambda item: item[1]["rest_s"])
+        out[f"llama.cpp {kind}.gguf ({threads} thread{'s' if threads > 1 else ''})"] = (
+            best["tokens"], best["first_token_s"], best["rest_s"], os.path.getsize(path))
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="outputs/quickstart", help="model folder")
+    parser.add_argument("--model", default="outputs/quickstart", help="model folder (its tokenizer, with --preset)")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="time a freshly initialised model of this preset instead (e.g. stories15m: 15M)")
     parser.add_argument("--new_tokens", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per runtime, the best kept")
     parser.add_argument("--quick", action="store_true", help="20 new tokens, one repeat")
@@ -61,12 +84,16 @@ def main():
     import onnxruntime
 
     torch.set_num_threads(os.cpu_count())
-    model = load_model(a.model).eval()
     tokenizer = load_tokenizer(a.model)
     prompt = tokenizer(tokenizer.bos_token + "Once upon a time", add_special_tokens=False)["input_ids"]
-    new_tokens = min(new_tokens, model.config.max_position_embeddings - len(prompt))
     with tempfile.TemporaryDirectory() as tmp:
-        export = onnx_folder(a.model, os.path.join(tmp, "onnx-folder"), quantize="q8", log=lambda *_: None)
+        folder = a.model
+        if a.preset:
+            folder = os.path.join(tmp, a.preset)
+            save_preset(a.preset, tokenizer, folder)
+        model = load_model(folder).eval()
+        new_tokens = min(new_tokens, model.config.max_position_embeddings - len(prompt))
+        export = onnx_folder(folder, os.path.join(tmp, "onnx-folder"), quantize="q8", log=lambda *_: None)
         graphs = {name: os.path.join(tmp, "onnx-folder", "onnx", name) for name in export["files"]}
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = os.cpu_count()
@@ -76,7 +103,7 @@ def main():
         runners = {"PyTorch generate()": lambda: pytorch_run(model, prompt, new_tokens),
                    **{f"ONNX Runtime {name}": (lambda s=s: onnx_run(s, config, prompt, new_tokens))
                       for name, s in sessions.items()}}
-        sizes = {"PyTorch generate()": os.path.getsize(os.path.join(a.model, "model.safetensors")),
+        sizes = {"PyTorch generate()": os.path.getsize(os.path.join(folder, "model.safetensors")),
                  **{f"ONNX Runtime {name}": size for name, size in export["files"].items()}}
         best = {name: (float("inf"), float("inf")) for name in runners}
         tokens = {}
@@ -86,18 +113,25 @@ def main():
             for name, run in runners.items():  # alternate, so machine noise hits every runtime alike
                 tokens[name], first, rest = run()
                 best[name] = (min(best[name][0], first), min(best[name][1], rest))
+        if shutil.which("node") and os.path.isdir(os.path.join(JS, "node_modules", "node-llama-cpp")):
+            for name, (tokens[name], first, rest, sizes[name]) in llama_cpp_rows(folder, prompt, new_tokens, repeats,
+                                                                                 tmp).items():
+                best[name] = (first, rest)
+        else:
+            print("llama.cpp left out: needs Node.js and (cd js && npm ci --ignore-scripts --omit=optional)")
     reference = tokens["PyTorch generate()"]
     if tokens["ONNX Runtime model.onnx"] != reference:
         raise SystemExit("the fp32 ONNX graph generated other tokens than PyTorch: an export bug")
     speed = {name: (new_tokens - 1) / rest for name, (_, rest) in best.items()}
+
     def figure(x):  # three significant figures: a tiny model's first token can take well under 0.05 ms
         return float(f"{x:.3g}")
 
     rows = [{"runtime": name, "MB": figure(sizes[name] / 1e6), "first token ms": figure(first * 1000),
              "new tokens/s": round(speed[name]), "x PyTorch": round(speed[name] / speed["PyTorch generate()"], 2),
              "same tokens": tokens[name] == reference} for name, (first, _) in best.items()]
-    report("runtimes", rows, {"model": a.model, "parameters": model.num_parameters(), "new tokens": new_tokens,
-                              "threads": os.cpu_count()}, a.results_dir)
+    report("runtimes", rows, {"model": a.preset or a.model, "parameters": model.num_parameters(),
+                              "new tokens": new_tokens, "threads": os.cpu_count()}, a.results_dir)
 
 
 if __name__ == "__main__":

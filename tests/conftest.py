@@ -1,6 +1,7 @@
 """Shared fixtures: offline Hub, the shared sample data, a tiny tokenizer and a tiny trained model."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,12 @@ SHARED = ROOT.parent / "shared" / "data"
 TRAIN_SAMPLE = SHARED / "tinystories" / "TinyStories-train-sample.txt"
 VALID_SAMPLE = SHARED / "tinystories" / "TinyStories-valid-sample.txt"
 GPT2_DIR = SHARED / "gpt2"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+JS = ROOT / "js"  # transformers.js and node-llama-cpp, installed by .ci/run (benchmarks.common.llama_cpp runs it)
+needs_js = pytest.mark.skipif(shutil.which("node") is None or not (JS / "node_modules" / "node-llama-cpp").exists(),
+                              reason="the JavaScript runtimes are not installed: cd js && npm ci --ignore-scripts "
+                                     "--omit=optional (.ci/run does)")
 
 # a tiny pretraining run: the debug preset on a small embedded corpus
 TINY_RUN = ["--preset", "debug", "--embedded_stories", "600", "--vocab_size", "400", "--block_size", "128",
@@ -31,6 +38,13 @@ def run_script(*args, env=None, timeout=600, check=False, cwd=ROOT) -> subproces
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def launch_chromium(playwright):
+    """Headless Debian Chromium, quiet: no background requests of its own."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +63,27 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "model"
     main([*TINY_RUN, "--output_dir", str(out)])
     return out
+
+
+@pytest.fixture(scope="session")
+def random_model_dirs(tiny_tokenizer, tmp_path_factory) -> dict[str, Path]:
+    """{"llama": folder, "gpt": folder}: the debug presets (the llama one with grouped-query attention), random
+    weights drawn wide (std 0.3) so that greedy continuations vary and depend on attention: exactness needs no
+    training, but a quiet model repeats one token whatever a runtime gets wrong."""
+    import torch
+
+    from tinylm_hf.configuration_tinylm import TinyLMConfig
+    from tinylm_hf.modeling_tinylm import TinyLMForCausalLM
+    from tinylm_hf.presets import PRESETS
+
+    folders = {}
+    for family, preset in (("llama", "debug-llama"), ("gpt", "debug")):
+        shape = {k: v for k, v in PRESETS[preset].items() if k != "note"}
+        config = TinyLMConfig(**{**shape, "vocab_size": len(tiny_tokenizer)}, initializer_range=0.3,
+                              bos_token_id=tiny_tokenizer.bos_token_id, eos_token_id=tiny_tokenizer.eos_token_id,
+                              pad_token_id=tiny_tokenizer.pad_token_id)
+        torch.manual_seed(0)
+        folders[family] = tmp_path_factory.mktemp(family) / "model"
+        TinyLMForCausalLM(config).save_pretrained(folders[family])
+        tiny_tokenizer.save_pretrained(folders[family])
+    return folders

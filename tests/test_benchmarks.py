@@ -6,7 +6,9 @@ import math
 
 import pytest
 
-from .conftest import run_script
+from .conftest import needs_js, run_script
+
+JS_INSTALLED = not needs_js.args[0]
 
 TINY_SHAPE = ["--vocab", "256", "--hidden", "32", "--layers", "1", "--heads", "2"]
 
@@ -72,7 +74,17 @@ def test_time_to_quality_trains_ours_and_the_stock_models_in_the_same_budget(tmp
 
 def test_runtimes_times_pytorch_and_both_onnx_graphs_on_one_model(tiny_model_dir, tmp_path):
     out = run_benchmark("runtimes", "--model", tiny_model_dir, "--quick", results_dir=tmp_path)
-    rows = {r["runtime"]: r for r in out["rows"]}
-    assert set(rows) == {"PyTorch generate()", "ONNX Runtime model.onnx", "ONNX Runtime model_quantized.onnx"}
+    rows = {r["runtime"].split(" (")[0]: r for r in out["rows"]}  # llama.cpp's rows name their thread count
+    assert set(rows) == {"PyTorch generate()", "ONNX Runtime model.onnx", "ONNX Runtime model_quantized.onnx",
+                         *(["llama.cpp f32.gguf", "llama.cpp q8_0.gguf"] if JS_INSTALLED else [])}
     assert rows["ONNX Runtime model.onnx"]["same tokens"] and rows["PyTorch generate()"]["x PyTorch"] == 1.0
     assert all(r["new tokens/s"] > 0 and r["first token ms"] > 0 and r["MB"] > 0 for r in rows.values())
+
+
+def test_xray_latency_times_every_text_alone_and_compared(tiny_model_dir, tmp_path):
+    out = run_benchmark("xray_latency", "--model", tiny_model_dir, "--preset", "debug", "--quick",
+                        results_dir=tmp_path)
+    assert [(r["text"], r["compared"]) for r in out["rows"]] == [
+        (text, compared) for text in ("prompt", "paragraph", "long") for compared in (False, True)]
+    assert all(r["ms (median)"] <= r["ms (max)"] and r["HTML KB"] > 0 for r in out["rows"])
+    assert out["rows"][0]["tokens"] < out["rows"][2]["tokens"] < out["rows"][4]["tokens"]

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,9 +16,8 @@ from tinylm_hf.demo import Demo, weights_dtype
 from tinylm_hf.errors import UserError
 from tinylm_hf.hardware import cpu_has_bf16
 
-from .conftest import ROOT, run_script
+from .conftest import ROOT, launch_chromium, needs_chromium, run_script
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 GREEDY = dict(temperature=0.0, top_k=40, top_p=0.95, max_new_tokens=40, repetition_penalty=1.0, seed=0)
 
 
@@ -251,14 +249,12 @@ def test_the_demo_imports_no_trainer():
     assert proc.stdout.strip() == "[]"
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@needs_chromium
 def test_a_person_chats_in_a_real_browser(server, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        browser = launch_chromium(p)
         page = browser.new_page()
         page.goto(server)
         box = page.locator("#chat-input textarea")
@@ -277,14 +273,12 @@ def test_a_person_chats_in_a_real_browser(server, tmp_path):
     print(f"screenshot: {shot}")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@needs_chromium
 def test_a_person_uses_the_xray_tab_in_a_real_browser(server, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(server)
         page.get_by_role("tab", name="X-ray").click()

@@ -10,31 +10,17 @@ import pytest
 import torch
 
 from tinylm_hf.configuration_tinylm import TinyLMConfig
-from tinylm_hf.export import onnx_folder, run_onnx
+from tinylm_hf.export.onnx import onnx_folder, run_onnx
 from tinylm_hf.modeling_tinylm import TinyLMForCausalLM
-from tinylm_hf.presets import PRESETS
 
 from .conftest import ROOT, VALID_SAMPLE, run_script
 
 TEXT = "Once upon a time, there was a little dog named Max. Max liked to play with his red ball."
 
 
-@pytest.fixture(scope="module")
-def llama_dir(tiny_tokenizer, tmp_path_factory):
-    """A small llama-family model with grouped-query attention (random weights: exactness needs no training)."""
-    shape = {k: v for k, v in PRESETS["debug-llama"].items() if k != "note"}
-    config = TinyLMConfig(**{**shape, "vocab_size": len(tiny_tokenizer)}, bos_token_id=tiny_tokenizer.bos_token_id,
-                          eos_token_id=tiny_tokenizer.eos_token_id, pad_token_id=tiny_tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("llama") / "model"
-    TinyLMForCausalLM(config).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module", params=["llama", "gpt"])
-def exported(request, llama_dir, tiny_model_dir, tmp_path_factory):
-    source = llama_dir if request.param == "llama" else tiny_model_dir  # the gpt one is trained (40 steps)
+def exported(request, random_model_dirs, tmp_path_factory):
+    source = random_model_dirs[request.param]
     out = tmp_path_factory.mktemp("onnx") / request.param
     report = onnx_folder(str(source), str(out), quantize="q8")
     return source, out, report
@@ -68,6 +54,7 @@ def test_greedy_generation_through_onnx_runtime_equals_generate(exported):
     prompt = tokenizer(tokenizer.bos_token + "Once upon a time", add_special_tokens=False)["input_ids"]
     expected = model.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False, min_new_tokens=20,
                               pad_token_id=tokenizer.pad_token_id)[0, len(prompt):].tolist()
+    assert len(set(expected)) > 3  # a varied continuation, which a wrong cache would change
     logits, past = run_onnx(session, np.array([prompt]), None, model.config)
     got = []
     for _ in range(20):

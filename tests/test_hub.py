@@ -117,3 +117,21 @@ def test_push_to_hub_without_token_fails_before_training(tmp_path, hub):
                       "--hub_model_id", "alice/x", env={**hub.env, "HF_TOKEN": ""})
     assert proc.returncode == 2 and "no Hugging Face token" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "run").exists()
+
+
+def test_exports_push_as_the_hub_keeps_them(random_model_dirs, hub, tmp_path):
+    from tinylm_hf.export.gguf import write_gguf
+    from tinylm_hf.export.onnx import onnx_folder
+
+    onnx_folder(str(random_model_dirs["llama"]), str(tmp_path / "onnx"), quantize="q8")
+    proc = run_script("-m", "tinylm_hf.hub", "push", tmp_path / "onnx", "alice/tiny-ONNX", env=hub.env, check=True)
+    assert set(hub.state.repos["alice/tiny-ONNX"].branches["main"]) == {
+        "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "onnx/model.onnx",
+        "onnx/model_quantized.onnx"}, proc.stdout
+    write_gguf(str(random_model_dirs["llama"]), str(tmp_path / "tiny.gguf"), "q8_0")
+    run_script("-m", "tinylm_hf.hub", "push", tmp_path / "tiny.gguf", "alice/tiny-GGUF", env=hub.env, check=True)
+    files = hub.state.repos["alice/tiny-GGUF"].branches["main"]
+    assert set(files) == {"tiny.gguf", "README.md"}
+    assert files["tiny.gguf"] == (tmp_path / "tiny.gguf").read_bytes() and b"llama-cli -m tiny.gguf" in files["README.md"]
+    proc = run_script("-m", "tinylm_hf.hub", "push", tmp_path / "missing.gguf", "alice/x-GGUF", env=hub.env)
+    assert proc.returncode == 2 and "is not a file" in proc.stderr.strip().splitlines()[-1]

@@ -178,6 +178,18 @@ CONVERTERS = {"llama": to_llama, "gpt2": to_gpt2}
 IMPORTERS = {"llama": (LlamaForCausalLM, from_llama), "gpt2": (GPT2LMHeadModel, from_gpt2)}
 
 
+def stock_model(model_dir: str) -> PreTrainedModel:
+    """The model of `model_dir` as the stock architecture other runtimes know: a TinyLM model through the exact
+    conversion (llama family -> LlamaForCausalLM, gpt family -> GPT2LMHeadModel); a stock Llama / GPT-2 as it is."""
+    model_type = AutoConfig.from_pretrained(model_dir).model_type
+    if model_type == "tinylm":
+        model = TinyLMForCausalLM.from_pretrained(model_dir)
+        return CONVERTERS["llama" if model.config.family == "llama" else "gpt2"](model)
+    if model_type not in IMPORTERS:
+        raise UserError(f"{model_dir} holds a {model_type!r} model: only tinylm, llama or gpt2 models can be exported")
+    return IMPORTERS[model_type][0].from_pretrained(model_dir).eval()
+
+
 def convert_folder(src: str, dst: str, to: str | None = None) -> str:
     """Convert the model folder `src` into `dst`: to a stock architecture (`to`), or back to TinyLM (to=None)."""
     config = AutoConfig.from_pretrained(src)

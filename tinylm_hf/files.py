@@ -12,7 +12,7 @@ TMP = ".tmp-"  # the mark of a temporary name: what a killed process leaves behi
 @contextlib.contextmanager
 def written_whole(path: str, folder: bool = False) -> Iterator[str]:
     """Yield a temporary path to write the file `path` at (or, with folder=True, the files of the folder `path`);
-    when the block ends, it takes `path`'s place: a file by one rename; a folder's files (and subfolders, each
+    when the block ends, it takes `path`'s place (missing parent folders are made): a file by one rename; a folder's files (and subfolders, each
     replaced whole) each renamed over the one of the same name, so a folder that holds other things (checkpoints,
     say) keeps them. If the block fails, the
     temporary is removed and `path` is untouched. The temporary lies beside the file, or inside the folder, so
@@ -27,6 +27,7 @@ def written_whole(path: str, folder: bool = False) -> Iterator[str]:
         tmp = os.path.join(path, f"{TMP}{os.getpid()}")
         os.makedirs(tmp, exist_ok=True)
     else:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         root, ext = os.path.splitext(path)
         tmp = f"{root}{TMP}{os.getpid()}{ext}"  # the extension kept: savefig and friends choose the format by it
     try:

@@ -1,10 +1,13 @@
 """Push a model folder to the Hugging Face Hub: exactly what a stranger needs, nothing else.
 
     python -m tinylm_hf.hub push DIR USER/NAME [--revision BRANCH] [--private] [--commit-message MSG]
+    python -m tinylm_hf.hub push ONNX_DIR USER/NAME-ONNX         an export's folder (onnx or web)
+    python -m tinylm_hf.hub push MODEL.gguf USER/NAME-GGUF       a GGUF file, with a model card saying how to run it
 
 What is uploaded (HUB_FILES): the weights (model.safetensors), config.json (with auto_map), the two code files,
 the tokenizer files with the chat template, generation_config.json, the model card (README.md), its plot and
-eval_results.json. Never: checkpoints with optimizer states (unless --include-checkpoints), token files,
+eval_results.json; for an exported folder, its ONNX graphs and web page (the Hub's convention: ONNX weights in their
+own USER/NAME-ONNX repository, which transformers.js's pipeline("text-generation", "USER/NAME-ONNX") loads). Never: checkpoints with optimizer states (unless --include-checkpoints), token files,
 samples, or anything else in the folder.
 
 The token comes only from the standard places (the HF_TOKEN variable, or `hf auth login`); it is never printed
@@ -15,6 +18,7 @@ import argparse
 import fnmatch
 import json
 import os
+import tempfile
 
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
@@ -24,7 +28,7 @@ from .errors import UserError, run_cli
 HUB_FILES = ["config.json", "model.safetensors", "model-*.safetensors", "model.safetensors.index.json",
              "generation_config.json", "configuration_tinylm.py", "modeling_tinylm.py", "tokenizer.json",
              "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "README.md",
-             "loss_curve.png", "eval_results.json"]
+             "loss_curve.png", "eval_results.json", "onnx/*.onnx", "index.html", "app.js", "runtime/*", "*.gguf"]
 CHECKPOINT_FILES = ["checkpoint-*/*"]
 
 
@@ -41,6 +45,33 @@ def files_to_push(folder: str, include_checkpoints: bool = False) -> list[str]:
     return sorted(found)
 
 
+GGUF_CARD = """---
+library_name: gguf
+tags: [tinylm-hf, gguf, llama.cpp]
+---
+# {name}
+
+`{file}`: a small language model trained with tinylm-hf, exported for llama.cpp (one file: weights,
+tokenizer and chat template).
+
+```bash
+llama-cli -m {file} -p "Once upon a time" -n 200
+llama-server -m {file}          # then http://127.0.0.1:8080
+```
+"""
+
+
+def gguf_folder(path: str, folder: str) -> str:
+    """A folder to push for the GGUF file `path`: the file (linked) and a model card saying how to run it."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path} is not a file: write it first (python -m tinylm_hf.export gguf MODEL_DIR {path})")
+    name = os.path.basename(path)
+    os.symlink(os.path.abspath(path), os.path.join(folder, name))
+    with open(os.path.join(folder, "README.md"), "w") as f:
+        f.write(GGUF_CARD.format(name=os.path.splitext(name)[0], file=name))
+    return folder
+
+
 def check_model_folder(folder: str) -> None:
     if not os.path.isdir(folder):
         raise UserError(f"{folder} is not a folder: push the output folder of run_pretrain.py / run_instruct.py")
@@ -49,9 +80,10 @@ def check_model_folder(folder: str) -> None:
             model_type = json.load(f).get("model_type")
     except (OSError, ValueError):
         model_type = None
-    if not model_type or not any(n.endswith(".safetensors") for n in os.listdir(folder)):
-        raise UserError(f"{folder} is not a model folder (it needs config.json and model.safetensors): push the "
-                        f"output folder of run_pretrain.py / run_instruct.py")
+    weights = [n for n in files_to_push(folder) if n.endswith((".safetensors", ".onnx", ".gguf"))]
+    if not (model_type or any(n.endswith(".gguf") for n in weights)) or not weights:
+        raise UserError(f"{folder} is not a model folder (it needs config.json and model.safetensors, or onnx/): push "
+                        f"the output folder of run_pretrain.py / run_instruct.py, or of python -m tinylm_hf.export")
 
 
 def push_folder(folder: str, repo_id: str, revision: str | None = None, private: bool = False,
@@ -89,7 +121,8 @@ def main(argv: list[str]) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     push = commands.add_parser("push", help="upload a model folder to the Hub")
-    push.add_argument("folder", help="the model folder (output of run_pretrain.py / run_instruct.py)")
+    push.add_argument("folder", help="the model folder (output of run_pretrain.py / run_instruct.py), an export's "
+                      "folder, or a .gguf file")
     push.add_argument("repo_id", help="USER/NAME on the Hub")
     push.add_argument("--revision", help="a branch to push to (created if missing); default: main")
     push.add_argument("--private", action="store_true", help="create the repository as private")
@@ -97,9 +130,11 @@ def main(argv: list[str]) -> None:
     push.add_argument("--include_checkpoints", "--include-checkpoints", action="store_true",
                       help="also upload checkpoint-* folders (with optimizer states)")
     args = parser.parse_args(argv)
-    url = push_folder(args.folder, args.repo_id, args.revision, args.private, args.commit_message,
-                      args.include_checkpoints)
-    print(f"pushed {len(files_to_push(args.folder, args.include_checkpoints))} files to {args.repo_id}: {url}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = gguf_folder(args.folder, tmp) if args.folder.endswith(".gguf") else args.folder
+        url = push_folder(folder, args.repo_id, args.revision, args.private, args.commit_message,
+                          args.include_checkpoints)
+        print(f"pushed {len(files_to_push(folder, args.include_checkpoints))} files to {args.repo_id}: {url}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""Export a model to run outside PyTorch, checked against it.
+"""ONNX: the folder ONNX Runtime and transformers.js load, checked against PyTorch.
 
     python -m tinylm_hf.export onnx MODEL_DIR OUT_DIR [--quantize q8]
 
-`onnx` writes the folder ONNX Runtime and transformers.js load: the stock architecture's `config.json` (the llama
+It holds ONNX Runtime and transformers.js load: the stock architecture's `config.json` (the llama
 family as `llama`, the gpt family as `gpt2`, through the exact conversion of `tinylm_hf.convert`),
 `generation_config.json`, `tokenizer.json`, `tokenizer_config.json` with the chat template inside it (transformers.js
 reads it from there), and `onnx/model.onnx` (fp32; with `--quantize q8`, also `onnx/model_quantized.onnx`: 8-bit
@@ -11,37 +11,19 @@ out), so generation does not recompute the prompt. After writing, it runs a prom
 Runtime and reports the largest difference from PyTorch's logits.
 """
 
-import argparse
 import json
 import os
 
 import numpy as np
 import torch
-from transformers import AutoConfig, DynamicCache, GenerationConfig
+from transformers import DynamicCache, GenerationConfig
 
-from .errors import UserError, run_cli
-from .files import write_json, written_whole
-from .tokenizer import load_tokenizer
+from ..convert import stock_model
+from ..errors import UserError
+from ..files import write_json, written_whole
+from ..tokenizer import load_tokenizer
 
 ONNX_OPSET = 18
-
-
-def stock_model(model_dir: str):
-    """The model of `model_dir` as the stock architecture runtimes know: a tinylm model through the exact conversion
-    (llama family -> LlamaForCausalLM, gpt family -> GPT2LMHeadModel); a stock Llama / GPT-2 folder as it is."""
-    from transformers import GPT2LMHeadModel, LlamaForCausalLM
-
-    from .convert import to_gpt2, to_llama
-    from .modeling_tinylm import TinyLMForCausalLM
-
-    model_type = AutoConfig.from_pretrained(model_dir).model_type
-    if model_type == "tinylm":
-        model = TinyLMForCausalLM.from_pretrained(model_dir)
-        return (to_llama if model.config.family == "llama" else to_gpt2)(model).eval()
-    stock = {"llama": LlamaForCausalLM, "gpt2": GPT2LMHeadModel}
-    if model_type not in stock:
-        raise UserError(f"{model_dir} holds a {model_type!r} model: export takes tinylm, llama or gpt2 models")
-    return stock[model_type].from_pretrained(model_dir).eval()
 
 
 def cache_shape(config) -> tuple[int, int]:
@@ -88,7 +70,7 @@ def export_onnx(model, path: str) -> None:
     b, s, p, t = (torch.export.Dim(name) for name in ("batch_size", "sequence_length", "past_sequence_length",
                                                         "total_sequence_length"))
     shapes = ({0: b, 1: s}, {0: b, 1: t}, {0: b, 1: s}, tuple({0: b, 2: p} for _ in range(2 * layers)))  # *past
-    program = torch.onnx.export(WithCache(model), example, dynamo=True, input_names=inputs, output_names=outputs,
+    program = torch.onnx.export(WithCache(model).eval(), example, dynamo=True, input_names=inputs, output_names=outputs,
                                 dynamic_shapes=shapes, opset_version=ONNX_OPSET, external_data=False)
     proto = program.model_proto
     names = {"batch_size", "sequence_length", "past_sequence_length", "total_sequence_length"}
@@ -167,8 +149,9 @@ def write_tokenizer(model_dir: str, out_dir: str) -> None:
     write_json(config_path, config)
 
 
-def onnx_folder(model_dir: str, out_dir: str, quantize: str | None = None, log=print) -> dict:
-    """The ONNX folder of `model_dir` at `out_dir` (see the module's docstring); returns the check's figures."""
+def onnx_folder(model_dir: str, out_dir: str, quantize: str | None = None, log=print, also=None) -> dict:
+    """The ONNX folder of `model_dir` at `out_dir` (see the module's docstring); returns the check's figures.
+    `also(folder, model)` writes more files into it before it takes its place (the web page)."""
     if quantize not in (None, "q8"):
         raise UserError(f"--quantize {quantize!r}: the one quantization offered is q8")
     model = stock_model(model_dir)
@@ -185,6 +168,8 @@ def onnx_folder(model_dir: str, out_dir: str, quantize: str | None = None, log=p
         export_onnx(model, os.path.join(tmp, "onnx", "model.onnx"))
         if quantize:
             quantize_q8(os.path.join(tmp, "onnx", "model.onnx"), os.path.join(tmp, "onnx", "model_quantized.onnx"))
+        if also:
+            also(tmp, model)
     text = "Once upon a time, there was a little dog named Max. Max liked to play."
     ids = tokenizer(tokenizer.bos_token + text, add_special_tokens=False)["input_ids"]
     report = {"max_abs_diff": check_against_pytorch(model, os.path.join(out_dir, "onnx", "model.onnx"), ids),
@@ -193,26 +178,3 @@ def onnx_folder(model_dir: str, out_dir: str, quantize: str | None = None, log=p
     sizes = ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in report["files"].items())
     log(f"wrote {out_dir} ({sizes}); ONNX Runtime vs PyTorch: largest logit difference {report['max_abs_diff']:.1e}")
     return report
-
-
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tinylm_hf.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    formats = parser.add_subparsers(dest="format", required=True)
-    onnx_parser = formats.add_parser("onnx", help="ONNX with the KV cache, for ONNX Runtime and transformers.js")
-    onnx_parser.add_argument("model", help="model folder (tinylm, or stock llama / gpt2)")
-    onnx_parser.add_argument("out", help="folder to write")
-    onnx_parser.add_argument("--quantize", choices=["q8"], help="also write onnx/model_quantized.onnx, 8-bit weights")
-    args = parser.parse_args(argv)
-    try:
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401  (torch.onnx's exporter)
-    except ImportError as missing:
-        raise UserError(f"export needs {missing.name}: pip install 'tinylm-hf[export]'") from None
-    if not os.path.isdir(args.model):
-        raise UserError(f"{args.model} is not a model folder (pull a Hub model first: python -m tinylm_hf.hub pull)")
-    onnx_folder(args.model, args.out, args.quantize)
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -1,0 +1,87 @@
+"""GGUF export, checked by llama.cpp itself (node-llama-cpp's prebuilt binaries): it loads the file, cuts text into
+the same token ids as our tokenizer, and continues a prompt greedily as PyTorch's generate() does."""
+
+import gguf
+import pytest
+import torch
+
+from benchmarks.common import llama_cpp
+from tinylm_hf.export.gguf import llama_rows, write_gguf
+from tinylm_hf.modeling_tinylm import TinyLMForCausalLM
+from tinylm_hf.tokenizer import load_tokenizer
+
+from .conftest import ROOT, needs_js, run_script
+
+TRICKY = ["Once upon a time, there was a little dog named Max.",
+          "In 1999 he paid $3.50 -- 'twice'!?  Wow\n\n  ok 🙂 café naïve",
+          "<|endoftext|><|user|>\nWrite a story.<|endoftext|><|assistant|>\n"]
+
+
+def greedy(folder, new_tokens: int) -> tuple[list[int], list[int]]:
+    """The prompt ids (BOS + an opening) and PyTorch's greedy continuation, on past the EOS token."""
+    model = TinyLMForCausalLM.from_pretrained(folder).eval()
+    tokenizer = load_tokenizer(str(folder))
+    prompt = tokenizer(tokenizer.bos_token + "Once upon a time", add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt])
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False,
+                         eos_token_id=None, pad_token_id=tokenizer.pad_token_id)
+    return prompt, out[0, len(prompt):].tolist()
+
+
+def test_llama_rows_interleave_the_halves_of_each_head():
+    rows = torch.arange(8).reshape(8, 1).numpy()  # 2 heads of 4 rows: halves (0, 1 | 2, 3), (4, 5 | 6, 7)
+    assert llama_rows(rows, 2)[:, 0].tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
+
+
+@needs_js
+def test_llama_cpp_continues_the_llama_family_as_pytorch_does(random_model_dirs, tmp_path):
+    path = tmp_path / "model.gguf"
+    write_gguf(str(random_model_dirs["llama"]), str(path), "f32")
+    prompt, expected = greedy(random_model_dirs["llama"], 24)
+    answer = llama_cpp({"model": str(path), "prompt": prompt, "new_tokens": 24, "past_eos": True})
+    assert answer["tokens"] == expected and len(set(expected)) > 5  # a varied continuation: q/k order matters
+
+
+@needs_js
+def test_llama_cpp_cuts_tricky_text_into_our_token_ids(tiny_model_dir, tmp_path):
+    path = tmp_path / "model.gguf"
+    write_gguf(str(tiny_model_dir), str(path), "f16")
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    answer = llama_cpp({"model": str(path), "tokenize": TRICKY})
+    assert answer["tokenize"] == [tokenizer(text, add_special_tokens=False)["input_ids"] for text in TRICKY]
+
+
+@needs_js
+@pytest.mark.parametrize("kind", ["f16", "q8_0"])
+def test_the_gpt_family_and_smaller_types_load_and_mostly_agree(random_model_dirs, tmp_path, kind):
+    # llama.cpp's gpt2 path uses tanh-GELU and these types round the weights: the continuation may part from PyTorch's
+    # where two tokens are close, but not from the start
+    path = tmp_path / f"model-{kind}.gguf"
+    report = write_gguf(str(random_model_dirs["gpt"]), str(path), kind)
+    prompt, expected = greedy(random_model_dirs["gpt"], 16)
+    answer = llama_cpp({"model": str(path), "prompt": prompt, "new_tokens": 16, "past_eos": True})
+    assert answer["tokens"][:4] == expected[:4] and len(set(expected)) > 3, (answer["tokens"], expected)
+    assert report["tensor_types"][kind.upper()] > 0 and report["tensor_types"]["F32"] > 0  # norms and biases
+
+
+def test_the_file_holds_the_tokenizer_and_the_layout_llama_cpp_reads(random_model_dirs, tmp_path):
+    path = tmp_path / "model.gguf"
+    write_gguf(str(random_model_dirs["llama"]), str(path), "q8_0")
+    reader = gguf.GGUFReader(str(path))
+    fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
+    tokenizer = load_tokenizer(str(random_model_dirs["llama"]))
+    assert fields["general.architecture"] == "llama" and fields["tokenizer.ggml.pre"] == "gpt-2"
+    assert fields["tokenizer.ggml.model"] == "gpt2"
+    assert fields["tokenizer.ggml.tokens"][:3] == ["<|endoftext|>", "<|pad|>", "<|system|>"]
+    assert fields["tokenizer.ggml.token_type"][0] == gguf.TokenType.CONTROL
+    assert fields["tokenizer.chat_template"] == tokenizer.chat_template
+    names = {t.name for t in reader.tensors}
+    assert "output.weight" not in names and "token_embd.weight" in names  # tied: llama.cpp reads the embedding
+
+
+def test_gguf_errors_are_one_line(random_model_dirs, tmp_path):
+    proc = run_script("-m", "tinylm_hf.export", "gguf", tmp_path / "missing", tmp_path / "x.gguf", cwd=ROOT)
+    assert proc.returncode == 2 and "is not a model folder" in proc.stderr.strip().splitlines()[-1]
+    proc = run_script("-m", "tinylm_hf.export", "gguf", random_model_dirs["llama"], tmp_path / "x.gguf", "--type", "q4",
+                      cwd=ROOT)
+    assert proc.returncode == 2 and "invalid choice: 'q4'" in proc.stderr

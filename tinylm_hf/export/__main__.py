@@ -1,0 +1,57 @@
+"""python -m tinylm_hf.export {onnx,web,gguf} MODEL_DIR OUT: see tinylm_hf/export/__init__.py."""
+
+import argparse
+import os
+
+from ..errors import UserError, run_cli
+from . import __doc__ as DOC
+
+
+def needs(*modules: str) -> None:
+    """A one-line error naming the extra to install when a module an export uses is missing."""
+    for module in modules:
+        try:
+            __import__(module)
+        except ImportError:
+            raise UserError(f"export needs {module}: pip install 'tinylm-hf[export]'") from None
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tinylm_hf.export", description=DOC,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    formats = parser.add_subparsers(dest="format", required=True)
+    onnx = formats.add_parser("onnx", help="ONNX with the KV cache, for ONNX Runtime and transformers.js")
+    onnx.add_argument("--quantize", choices=["q8"], help="also write onnx/model_quantized.onnx, 8-bit weights")
+    web = formats.add_parser("web", help="the ONNX folder plus a page that runs it in the browser (transformers.js)")
+    web.add_argument("--offline", action="store_true",
+                     help="copy transformers.js and ONNX Runtime Web into the folder: the page fetches nothing else")
+    web.add_argument("--npm", metavar="DIR", help="with --offline: a folder whose node_modules/ holds "
+                     "@huggingface/transformers (default: npm installs it into ~/.cache/tinylm-hf)")
+    gguf = formats.add_parser("gguf", help="one GGUF file for llama.cpp")
+    gguf.add_argument("--type", default="f16", choices=["f32", "f16", "q8_0"], dest="kind",
+                      help="how the matrices are stored (default: %(default)s; norms and biases stay f32)")
+    for sub, out in ((onnx, "folder to write"), (web, "folder to write"), (gguf, "the .gguf file to write")):
+        sub.add_argument("model", help="model folder (tinylm, or stock llama / gpt2)")
+        sub.add_argument("out", help=out)
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.model):
+        raise UserError(f"{args.model} is not a model folder (pull a Hub model first: python -m tinylm_hf.hub pull)")
+    if args.format == "onnx":
+        needs("onnxruntime", "onnxscript")
+        from .onnx import onnx_folder
+
+        onnx_folder(args.model, args.out, args.quantize)
+    elif args.format == "web":
+        needs("onnxruntime", "onnxscript")
+        from .web import web_folder
+
+        web_folder(args.model, args.out, args.offline, args.npm)
+    elif args.format == "gguf":
+        needs("gguf")
+        from .gguf import write_gguf
+
+        write_gguf(args.model, args.out, args.kind)
+
+
+if __name__ == "__main__":
+    run_cli(main)
