@@ -66,7 +66,7 @@ JS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "
 
 def llama_cpp(request: dict) -> dict:
     """llama.cpp on a GGUF file through js/llama_cpp.mjs (node-llama-cpp; the request and answer are described
-    there). Needs Node.js and `npm ci --ignore-scripts --omit=optional` in js/."""
+    there). Needs Node.js and `npm install --ignore-scripts --omit=optional` in js/."""
     path = os.path.splitext(request["model"])[0] + ".request.json"
     with open(path, "w") as f:
         json.dump(request, f)

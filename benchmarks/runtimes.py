@@ -118,7 +118,7 @@ def main():
                                                                                  tmp).items():
                 best[name] = (first, rest)
         else:
-            print("llama.cpp left out: needs Node.js and (cd js && npm ci --ignore-scripts --omit=optional)")
+            print("llama.cpp left out: needs Node.js and (cd js && npm install --ignore-scripts --omit=optional)")
     reference = tokens["PyTorch generate()"]
     if tokens["ONNX Runtime model.onnx"] != reference:
         raise SystemExit("the fp32 ONNX graph generated other tokens than PyTorch: an export bug")

@@ -5,6 +5,8 @@ tokenizer, measured the same way (validation loss and bits per byte on held-out 
     python benchmarks/time_to_quality.py                   # 10 minutes a run (5 runs: about 55 minutes)
     python benchmarks/time_to_quality.py --minutes 3       # shorter runs
     python benchmarks/time_to_quality.py --quick           # a smoke run (the suite's)
+    python benchmarks/time_to_quality.py --minutes 4 --lever "--compile off" --peers LlamaForCausalLM --eager_peers
+                                                           # a lever: ours as well with other flags, fewer peers
 
 Data: `../shared/data/tinystories/TinyStories-train-sample.txt`, validated on `TinyStories-valid-sample.txt`
 (`--train` / `--valid` for others), one 4,096-token byte-level BPE trained on the training file and one set of token
@@ -132,12 +134,18 @@ def main() -> None:
     parser.add_argument("--valid", default=os.path.join(SHARED, "TinyStories-valid-sample.txt"))
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 300 stories, 0.4-minute runs, the compiled stock runs left out")
+    parser.add_argument("--lever", action="append", default=[], metavar="FLAGS",
+                        help="also run ours with these run_pretrain.py flags (repeatable), to measure a lever")
+    parser.add_argument("--peers", nargs="+", choices=STOCK, default=list(STOCK), help="the stock models to run")
+    parser.add_argument("--eager_peers", action="store_true", help="leave out the compiled stock runs")
     parser.add_argument("--stock", choices=STOCK, help=argparse.SUPPRESS)  # one stock run, in its own process
     parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     add_results_argument(parser)
     a = parser.parse_args()
+    if "LlamaForCausalLM" not in a.peers:
+        parser.error("--peers: keep LlamaForCausalLM, the model every ratio is taken against")
     if a.stock:
         train_stock(a.stock, a.compiled, a.minutes, os.path.join(a.work, "tokenizer"), os.path.join(a.work, "tokens"),
                     a.out)
@@ -151,16 +159,18 @@ def main() -> None:
                               max_eval_samples=limit)
     with tempfile.TemporaryDirectory() as work:
         tokenizer_dir, token_dir = prepare(work, data_args)
-        runs = [("tinylm", None)] + [(name, compiled) for name in STOCK for compiled in (False, True)
-                                     if not (a.quick and compiled)]
+        runs = [("tinylm", flags) for flags in ["", *a.lever]] + [
+            (name, compiled) for name in a.peers for compiled in (False, True)
+            if not ((a.quick or a.eager_peers) and compiled)]
         rows = []
-        for name, compiled in runs:
-            out = os.path.join(work, f"{name}-{compiled}")
+        for number, (name, compiled) in enumerate(runs):
+            out = os.path.join(work, f"run-{number}")
             start = time.time()
+            flags = compiled if name == "tinylm" else ""
             if name == "tinylm":
                 command = [os.path.join(ROOT, "run_pretrain.py"), "--dataset", a.train, "--validation_files", a.valid,
                            "--tokenizer_name", tokenizer_dir, "--token_dir", token_dir, "--time_budget", str(minutes),
-                           "--output_dir", out, "--disable_tqdm", "true",
+                           "--output_dir", out, "--disable_tqdm", "true", *flags.split(),
                            *(["--max_train_samples", str(limit), "--max_eval_samples", str(limit)] if limit else [])]
             else:
                 command = [os.path.abspath(__file__), "--stock", name, "--minutes", str(minutes), "--work", work,
@@ -175,15 +185,15 @@ def main() -> None:
             else:
                 steps = json.load(open(os.path.join(out, "run.json")))["steps"]
             loss, bpb, params = score(out, token_dir)
-            rows.append({"model": name, "compiled": bool(compiled), "params": params, "steps": steps,
+            rows.append({"model": name, "flags": flags, "compiled": bool(compiled), "params": params, "steps": steps,
                          "tokens": steps * BATCH * BLOCK, "seconds": round(seconds), "eval_loss": round(loss, 4),
                          "bpb": round(bpb, 4)})
-            print(f"{name}{' (compiled)' if compiled else ''}: {steps} steps in {seconds:.0f} s, "
+            print(f"{name} {flags}{' (compiled)' if compiled else ''}: {steps} steps in {seconds:.0f} s, "
                   f"bits per byte {bpb:.4f}", flush=True)
     llama = min(r["bpb"] for r in rows if r["model"] == "LlamaForCausalLM")
     for r in rows:
         r["ratio"] = round(r["bpb"] / llama, 3)
-    ours = next(r for r in rows if r["model"] == "tinylm")
+    ours = rows[0]  # with this project's defaults
     report("time_to_quality", rows, results_dir=a.results_dir,
            extra={"minutes": minutes, "train": os.path.basename(a.train), "valid": os.path.basename(a.valid),
                   "tinylm / best LlamaForCausalLM (bits per byte)": ours["ratio"], "target": 0.90})

@@ -21,7 +21,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 JS = ROOT / "js"  # transformers.js and node-llama-cpp, installed by .ci/run (benchmarks.common.llama_cpp runs it)
 needs_js = pytest.mark.skipif(shutil.which("node") is None or not (JS / "node_modules" / "node-llama-cpp").exists(),
-                              reason="the JavaScript runtimes are not installed: cd js && npm ci --ignore-scripts "
+                              reason="the JavaScript runtimes are not installed: cd js && npm install --ignore-scripts "
                                      "--omit=optional (.ci/run does)")
 
 # a tiny pretraining run: the debug preset on a small embedded corpus

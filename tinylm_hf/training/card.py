@@ -6,6 +6,15 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from ..presets import format_count
 
+EXPORTS = [  # the card's "Run it elsewhere" table
+    ("format", "for", "command"),
+    ("ONNX (fp32, 8-bit)", "ONNX Runtime, transformers.js",
+     "`python -m tinylm_hf.export onnx MODEL OUT --quantize q8`"),
+    ("web page", "any browser, no server", "`python -m tinylm_hf.export web MODEL OUT [--offline]`"),
+    ("GGUF (f32, f16, q8_0)", "llama.cpp (`llama-cli -m OUT.gguf`)",
+     "`python -m tinylm_hf.export gguf MODEL OUT.gguf`"),
+]
+
 
 def _table(rows: list[tuple]) -> str:
     header, *body = rows
@@ -31,6 +40,8 @@ def model_card(*, name: str, summary: str, config, n_params: int, datasets: list
         f"with `pip install tinylm-hf` + `import tinylm_hf`\ntokenizer = AutoTokenizer.from_pretrained(\"{name}\", trust_remote_code=True)\n"
         "ids = tokenizer(tokenizer.bos_token + \"Once upon a time\", return_tensors=\"pt\").input_ids\n"
         "print(tokenizer.decode(model.generate(ids, max_new_tokens=100)[0], skip_special_tokens=True))\n```",
+        "## Run it elsewhere\n\nThe same model, exported and checked against PyTorch "
+        "(`pip install 'tinylm-hf[export]'`; MODEL: a local copy of this folder):\n\n" + _table(EXPORTS),
         "## Evaluation\n\n" + _table([("metric", "value")] + [(k, v) for k, v in metrics.items()]),
         extra_sections,
         "## Training hyperparameters\n\n" + _table([("hyperparameter", "value")] +
