@@ -114,9 +114,8 @@ def main():
                 tokens[name], first, rest = run()
                 best[name] = (min(best[name][0], first), min(best[name][1], rest))
         if shutil.which("node") and os.path.isdir(os.path.join(JS, "node_modules", "node-llama-cpp")):
-            for name, (tokens[name], first, rest, sizes[name]) in llama_cpp_rows(folder, prompt, new_tokens, repeats,
-                                                                                 tmp).items():
-                best[name] = (first, rest)
+            for name, (got, first, rest, size) in llama_cpp_rows(folder, prompt, new_tokens, repeats, tmp).items():
+                tokens[name], best[name], sizes[name] = got, (first, rest), size
         else:
             print("llama.cpp left out: needs Node.js and (cd js && npm install --ignore-scripts --omit=optional)")
     reference = tokens["PyTorch generate()"]

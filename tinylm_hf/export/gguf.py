@@ -69,7 +69,7 @@ def vocabulary(tokenizer, size: int) -> tuple[list[str], list[int], list[str]]:
     import gguf
 
     by_id = {i: token for token, i in tokenizer.get_vocab().items()}
-    if len(by_id) > size or max(by_id) >= size:
+    if max(by_id) >= size:  # (ids are distinct: more tokens than the vocabulary would also reach past it)
         raise UserError(f"the tokenizer has ids up to {max(by_id)}, beyond the model's {size}-token vocabulary")
     special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
     tokens, types = [], []
@@ -98,7 +98,7 @@ def write_gguf(model_dir: str, path: str, kind: str = "f16", log=print) -> dict:
     quantized = {"f16": gguf.GGMLQuantizationType.F16, "q8_0": gguf.GGMLQuantizationType.Q8_0}.get(kind)
     with written_whole(path) as tmp:
         writer = gguf.GGUFWriter(tmp, arch)
-        writer.add_name(model_dir.rstrip("/").split("/")[-1])
+        writer.add_name(os.path.basename(os.path.abspath(model_dir)))
         writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
                               "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[kind])
         writer.add_context_length(c.max_position_embeddings)
