@@ -34,6 +34,7 @@ if (request.prompt) {
       if (tokens.length >= request.new_tokens) break;
     }
     const end = performance.now();
+    if (tokens.length === 0) throw new Error("llama.cpp generated no token");
     best = { first: Math.min(best.first, (first - start) / 1000), rest: Math.min(best.rest, (end - first) / 1000) };
     answer.tokens = tokens;
     sequence.dispose();

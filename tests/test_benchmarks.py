@@ -78,7 +78,7 @@ def test_runtimes_times_pytorch_and_both_onnx_graphs_on_one_model(tiny_model_dir
     assert set(rows) == {"PyTorch generate()", "ONNX Runtime model.onnx", "ONNX Runtime model_quantized.onnx",
                          *(["llama.cpp f32.gguf", "llama.cpp q8_0.gguf"] if JS_INSTALLED else [])}
     assert rows["ONNX Runtime model.onnx"]["same tokens"] and rows["PyTorch generate()"]["x PyTorch"] == 1.0
-    assert all(r["new tokens/s"] > 0 and r["first token ms"] > 0 and r["MB"] > 0 for r in rows.values())
+    assert all(r["new tokens/s"] > 0 and r["first token ms"] > 0 and r["MB"] > 0 for r in rows.values()), rows
 
 
 def test_xray_latency_times_every_text_alone_and_compared(tiny_model_dir, tmp_path):
