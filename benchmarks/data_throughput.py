@@ -19,7 +19,7 @@ import datasets  # noqa: E402
 from benchmarks.common import add_results_argument, report  # noqa: E402
 from tinylm_hf.data import embedded, sources  # noqa: E402
 from tinylm_hf.data.tokens import build_token_files  # noqa: E402
-from tinylm_hf.tokenizer import EOS, train_bpe  # noqa: E402
+from tinylm_hf.tokenizer import EOS, train_tokenizer  # noqa: E402
 
 
 def main():
@@ -40,7 +40,7 @@ def main():
             size += len(story) + len(EOS) + 2
         with open(path, "w") as f:
             f.write("".join(f"{s}\n{EOS}\n" for s in stories))
-        tokenizer = train_bpe(stories[:2000], 4096)
+        tokenizer = train_tokenizer(stories[:2000], vocab_size=4096)
         mb = os.path.getsize(path) / 2**20
         rows = []
 

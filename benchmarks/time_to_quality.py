@@ -5,12 +5,16 @@ tokenizer, measured the same way (validation loss and bits per byte on held-out 
     python benchmarks/time_to_quality.py                   # 10 minutes a run (5 runs: about 55 minutes)
     python benchmarks/time_to_quality.py --minutes 3       # shorter runs
     python benchmarks/time_to_quality.py --quick           # a smoke run (the suite's)
-    python benchmarks/time_to_quality.py --minutes 4 --lever "--compile off" --peers LlamaForCausalLM --eager_peers
+    python benchmarks/time_to_quality.py --minutes 4 --lever "--optimizer adamw" --peers LlamaForCausalLM --eager_peers
                                                            # a lever: ours as well with other flags, fewer peers
+    python benchmarks/time_to_quality.py --minutes 4 --lever "--tokenizer_type bytes" --lever "--vocab_size 2048" ...
+                                                           # a tokenizer lever: that run trains its own, in its time
 
 Data: `../shared/data/tinystories/TinyStories-train-sample.txt`, validated on `TinyStories-valid-sample.txt`
 (`--train` / `--valid` for others), one 4,096-token byte-level BPE trained on the training file and one set of token
-files, shared by every run. The runs, one process each, one after the other (never two at once):
+files, shared by every run (but a lever run that changes the tokenizer: it trains its own within its budget and is
+scored on its own tokens of the same validation text; bits per byte make the two comparable). The runs, one process
+each, one after the other (never two at once):
 
 - `tinylm`: `python run_pretrain.py --time_budget MINUTES` on those files with every default of this project for
   that budget (the `quickstart` shape, optimizer, schedule, precision, compile, attention);
@@ -43,8 +47,8 @@ from benchmarks.common import add_results_argument, report  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "tinystories")
 STOCK = ("LlamaForCausalLM", "GPT2LMHeadModel")
-STOCK_RECIPE = ["--learning_rate", "3e-3", "--adam_beta2", "0.95", "--weight_decay", "0.1", "--warmup_steps", "0.05",
-                "--lr_scheduler_type", "cosine_with_min_lr", "--max_grad_norm", "1.0"]
+STOCK_RECIPE = ["--optimizer", "adamw", "--learning_rate", "3e-3", "--adam_beta2", "0.95", "--weight_decay", "0.1",
+                "--warmup_steps", "0.05", "--lr_scheduler_type", "cosine_with_min_lr", "--max_grad_norm", "1.0"]
 BLOCK, BATCH = 256, 16
 
 
@@ -53,12 +57,12 @@ def prepare(work: str, data_args) -> tuple[str, str]:
     reuses them)."""
     from tinylm_hf.data import sources
     from tinylm_hf.data.tokens import build_token_files
-    from tinylm_hf.tokenizer import load_tokenizer, train_bpe
+    from tinylm_hf.tokenizer import load_tokenizer, train_tokenizer
 
     kwargs = data_args.corpus_kwargs(seed=42)  # the Trainer's default seed, which run_pretrain.py keeps
     corpus = sources.load_corpus(data_args.dataset, **kwargs)
     tokenizer_dir, token_dir = os.path.join(work, "tokenizer"), os.path.join(work, "tokens")
-    train_bpe(sources.texts(corpus["train"]), 4096).save_pretrained(tokenizer_dir)
+    train_tokenizer(sources.texts(corpus["train"]), vocab_size=4096).save_pretrained(tokenizer_dir)
     build_token_files(corpus, load_tokenizer(tokenizer_dir), token_dir, sources.describe(data_args.dataset, **kwargs))
     return tokenizer_dir, token_dir
 
@@ -167,10 +171,13 @@ def main() -> None:
             out = os.path.join(work, f"run-{number}")
             start = time.time()
             flags = compiled if name == "tinylm" else ""
+            # a lever that changes the tokenizer trains its own (in the budget), with its own token files
+            own_tokenizer = any(flag in flags.split() for flag in ("--tokenizer_type", "--vocab_size"))
+            run_tokens = os.path.join(out, "tokens") if own_tokenizer else token_dir
             if name == "tinylm":
                 command = [os.path.join(ROOT, "run_pretrain.py"), "--dataset", a.train, "--validation_files", a.valid,
-                           "--tokenizer_name", tokenizer_dir, "--token_dir", token_dir, "--time_budget", str(minutes),
-                           "--output_dir", out, "--disable_tqdm", "true", *flags.split(),
+                           *([] if own_tokenizer else ["--tokenizer_name", tokenizer_dir, "--token_dir", token_dir]),
+                           "--time_budget", str(minutes), "--output_dir", out, "--disable_tqdm", "true", *flags.split(),
                            *(["--max_train_samples", str(limit), "--max_eval_samples", str(limit)] if limit else [])]
             else:
                 command = [os.path.abspath(__file__), "--stock", name, "--minutes", str(minutes), "--work", work,
@@ -184,7 +191,7 @@ def main() -> None:
                 compiled = ", compiled;" in next(line for line in proc.stdout.splitlines() if line.startswith("model:"))
             else:
                 steps = json.load(open(os.path.join(out, "run.json")))["steps"]
-            loss, bpb, params = score(out, token_dir)
+            loss, bpb, params = score(out, run_tokens)
             rows.append({"model": name, "flags": flags, "compiled": bool(compiled), "params": params, "steps": steps,
                          "tokens": steps * BATCH * BLOCK, "seconds": round(seconds), "eval_loss": round(loss, 4),
                          "bpb": round(bpb, 4)})

@@ -63,7 +63,7 @@ def run(model, a, steps: int, compile_mode: str) -> dict:
         args = TinyLMTrainingArguments(
             output_dir=out, max_steps=steps, per_device_train_batch_size=a.batch, logging_steps=1,
             eval_strategy="no", save_strategy="no", load_best_model_at_end=False, disable_tqdm=True,
-            warmup_steps=2, compile=compile_mode, report_to="none", seed=0)
+            warmup_steps=2, compile=compile_mode, report_to="none", seed=0, optimizer="adamw")  # one optimizer for all
         trainer = TinyLMTrainer(model=model, args=args, train_dataset=Windows(steps * a.batch, a.context, a.vocab),
                                 data_collator=default_data_collator, callbacks=[timer])
         start = time.perf_counter()

@@ -50,9 +50,9 @@ def launch_chromium(playwright):
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     from tinylm_hf.data.embedded import generate_stories
-    from tinylm_hf.tokenizer import train_bpe
+    from tinylm_hf.tokenizer import train_tokenizer
 
-    return train_bpe((s.story for s in generate_stories(300)), vocab_size=400)
+    return train_tokenizer((s.story for s in generate_stories(300)), vocab_size=400)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ import pytest
 from tinylm_hf import UserError
 from tinylm_hf.data import embedded, instruct, sources
 from tinylm_hf.data.tokens import TokenWindows, build_token_files, load_tokens, read_meta
-from tinylm_hf.tokenizer import CHAT_TEMPLATE, EOS, bytes_per_token, fingerprint, from_gpt2_files, load_tokenizer
+from tinylm_hf.tokenizer import (CHAT_TEMPLATE, EOS, bytes_per_token, fingerprint, from_gpt2_files, load_tokenizer,
+                                 train_tokenizer)
 
 from .conftest import GPT2_DIR, TRAIN_SAMPLE, VALID_SAMPLE, run_script
 
@@ -158,6 +159,26 @@ def test_bpe_training_special_tokens_and_chat_template(tiny_tokenizer, tmp_path)
     assert bytes_per_token(loaded, [text]) > 1.5
 
 
+def test_bytes_and_words_tokenizers(tmp_path):
+    """--tokenizer_type bytes: one token per UTF-8 byte, lossless; words: lower-cased words (with their apostrophes),
+    punctuation and line breaks, the most frequent ones, the others <|unk|>."""
+    stories = raw_stories(TRAIN_SAMPLE)[:300]
+    text = "Once upon a time, Lily didn't find the cat.\n“Wow!” she said. 你好"
+    by_bytes = train_tokenizer(iter(stories), "bytes")
+    assert len(by_bytes) == 256 + 5 and len(by_bytes(text)["input_ids"]) == len(text.encode())
+    assert by_bytes.decode(by_bytes(text)["input_ids"]) == text
+    words = train_tokenizer(iter(stories), "words", vocab_size=500)
+    assert len(words) == 500
+    words.save_pretrained(tmp_path)
+    words = load_tokenizer(str(tmp_path))
+    pieces = words.convert_ids_to_tokens(words(text)["input_ids"])
+    assert pieces[:9] == ["once", "upon", "a", "time", ",", "lily", "didn't", "find", "the"]
+    assert "\n" in pieces and pieces[-2:] == [".", "<|unk|>"]  # 你好: one word, not a frequent one
+    assert words.decode(words("The dog ran. It was fun!")["input_ids"]) == "the dog ran. it was fun!"
+    with pytest.raises(UserError, match="--tokenizer_type 'chars': use one of bpe, bytes, words"):
+        train_tokenizer(iter(stories), "chars")
+
+
 def test_gpt2_files_give_the_gpt2_tokenizer():
     tok = from_gpt2_files(str(GPT2_DIR / "vocab.json"), str(GPT2_DIR / "merges.txt"))
     assert tok("Hello world")["input_ids"] == [15496, 995]  # GPT-2's own ids
@@ -243,12 +264,16 @@ def test_train_tokenizer_script(tmp_path):
     tok = load_tokenizer(str(out))
     assert len(tok) == 600 and tok.chat_template == CHAT_TEMPLATE
     assert "usage:" in run_script("train_tokenizer.py", "--help", check=True).stdout
+    run_script("train_tokenizer.py", "--dataset", TRAIN_SAMPLE, "--tokenizer_type", "bytes", "--output_dir", out,
+               check=True)
+    assert len(load_tokenizer(str(out))) == 261
 
 
 @pytest.mark.parametrize("args,needle", [
     (["--dataset", "missing.txt"], "file not found: missing.txt"),
     (["--dataset", "EMPTY"], "empty"),
     (["--dataset", "JSONL", "--text_column", "story"], "no column 'story'"),
+    (["--dataset", "JSONL", "--tokenizer_type", "chars"], "--tokenizer_type 'chars': use one of bpe, bytes, words"),
 ])
 def test_train_tokenizer_bad_input_is_one_line(tmp_path, args, needle):
     (tmp_path / "empty.txt").write_text("")

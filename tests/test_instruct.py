@@ -105,6 +105,7 @@ def test_narrow_data_set_fine_tunes_and_beats_the_base(tiny_model_dir, tmp_path)
     assert results["tuned"]["eval_loss"] < 0.7 * results["base"]["eval_loss"]
     card = (out / "README.md").read_text()
     assert "| eval_loss |" in card and "base_model:" in card
+    assert "| optimizer | Muon (hidden matrices) + AdamW, betas (0.9, 0.95) |" in card
     assert "chat_template.jinja" in {p.name for p in out.iterdir()}
 
 

@@ -15,6 +15,7 @@ from transformers import TrainerCallback, default_data_collator
 
 from tinylm_hf import UserError
 from tinylm_hf.data.tokens import TokenWindows
+from tinylm_hf.tokenizer import load_tokenizer
 from tinylm_hf.training import run
 from tinylm_hf.training.arguments import TinyLMTrainingArguments
 from tinylm_hf.training.pretrain import SAMPLE_PROMPTS
@@ -52,6 +53,7 @@ def test_output_folder_is_in_hub_format_and_loads_in_a_fresh_process(tiny_model_
     card = ModelCard.load(tiny_model_dir / "README.md")
     assert card.data.library_name == "transformers" and "tinylm" in card.data.tags
     assert card.data.license == "apache-2.0" and "loss_curve.png" in card.text and "eval_bpb" in card.text
+    assert "| optimizer | Muon (hidden matrices) + AdamW, betas (0.9, 0.95) |" in card.text  # the default
     proc = run_script("-c", LOAD_IN_FRESH_PROCESS, tiny_model_dir, check=True, cwd=tiny_model_dir,
                       env={"PYTHONPATH": ""})
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -98,8 +100,8 @@ def tiny_trainer(tiny_model_dir, out, **kw):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    args = TinyLMTrainingArguments(output_dir=str(out), max_steps=40, logging_steps=5, eval_steps=10,
-                                   save_steps=10, per_device_train_batch_size=4, disable_tqdm=True, **kw)
+    args = TinyLMTrainingArguments(**{"output_dir": str(out), "max_steps": 40, "logging_steps": 5, "eval_steps": 10,
+                                      "save_steps": 10, "per_device_train_batch_size": 4, "disable_tqdm": True, **kw})
     tokens = str(tiny_model_dir / "tokens")
     trainer = run.make_trainer(model, args, TokenWindows(tokens, "train", 64), TokenWindows(tokens, "validation", 64),
                                tokenizer, default_data_collator, bytes_per_token=4.0, sample_prompts=["Once"],
@@ -114,6 +116,47 @@ def test_nan_guard_stops_training_and_keeps_the_last_good_checkpoint(tiny_model_
         run.train(trainer, args)
     assert {p for p in os.listdir(tmp_path) if p.startswith("checkpoint")} == {"checkpoint-10"}
     assert trainer.state.global_step == 15
+
+
+def test_muon_steps_hidden_matrices_along_the_orthogonalised_gradient_and_resumes(tiny_model_dir, tmp_path):
+    """--optimizer muon through the Trainer: each hidden weight matrix moves by lr * 0.2 * sqrt(max(rows, cols))
+    times its gradient with the singular values pushed towards 1, embeddings and norms by AdamW; a run resumed from
+    a checkpoint (the momentum buffers saved with it) ends where an uninterrupted one does."""
+    lr, decay = 1e-2, 0.1
+    trainer, args = tiny_trainer(tiny_model_dir, tmp_path / "one", optimizer="muon", learning_rate=lr,
+                                 weight_decay=decay)
+    model, optimizer = trainer.model, trainer.create_optimizer()
+    by_muon = {name for name, p in model.named_parameters()
+               if any(p is q for g in optimizer.param_groups if g["muon"] for q in g["params"])}
+    assert by_muon == {f"model.layers.{i}.{m}.weight" for i in range(2)
+                       for m in ("attn.qkv_proj", "attn.o_proj", "mlp.up_proj", "mlp.down_proj")}
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    model(**default_data_collator([trainer.train_dataset[i] for i in range(4)])).loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    optimizer.step()
+    for name, p in model.named_parameters():
+        step = before[name] * (1 - lr * decay) - p.detach()
+        if name in by_muon:  # the oracle: the iteration's polynomial applied to the gradient's singular values
+            u, sigma, vh = torch.linalg.svd(grads[name].double(), full_matrices=False)
+            sigma = sigma / sigma.norm()
+            for _ in range(5):
+                sigma = 3.4445 * sigma - 4.7750 * sigma**3 + 2.0315 * sigma**5
+            expected = (u * sigma) @ vh
+            assert torch.allclose(step / (lr * 0.2 * max(p.shape) ** 0.5), expected.float(), atol=2e-4), name
+        elif "embed" in name:  # AdamW's first step: lr * sign(grad) wherever the token was seen
+            seen = grads[name].abs() > 1e-6
+            assert torch.allclose(step[seen], lr * grads[name][seen].sign(), rtol=1e-2)
+
+    common = dict(optimizer="muon", max_steps=20, load_best_model_at_end=False)
+    straight, args = tiny_trainer(tiny_model_dir, tmp_path / "straight", **common)
+    run.train(straight, args)
+    saved = torch.load(tmp_path / "straight" / "checkpoint-10" / "optimizer.pt")
+    assert sum("momentum_buffer" in s for s in saved["state"].values()) == len(by_muon)
+    resumed, args = tiny_trainer(tiny_model_dir, tmp_path / "straight", **common,
+                                 resume_from_checkpoint=str(tmp_path / "straight" / "checkpoint-10"))
+    run.train(resumed, args)
+    for (name, a), b in zip(straight.model.named_parameters(), resumed.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-5), name
 
 
 def test_a_spent_time_budget_stops_at_its_first_plan_and_saves(tiny_model_dir, tmp_path):
@@ -225,6 +268,21 @@ def test_another_seed_rebuilds_the_token_files_and_the_tokenizer(tmp_path, capsy
     printed = capsys.readouterr().out
     assert tokens["1"][0] != tokens["2"][0] and tokens["1"][0] == tokens["1"][1]
     assert printed.count("training a 400-token byte-level BPE") == 3 and "reusing token files" not in printed
+
+
+def test_a_run_with_a_words_tokenizer(tmp_path):
+    """--tokenizer_type words: the run trains one, sizes the model's vocabulary to it; GGUF export refuses it."""
+    from tinylm_hf.export.gguf import write_gguf
+    from tinylm_hf.training.pretrain import main
+
+    out = tmp_path / "words"
+    args = [a for a in TINY_RUN if a not in ("--max_steps", "40", "--vocab_size", "400")]
+    main([*args, "--tokenizer_type", "words", "--vocab_size", "300", "--max_steps", "2", "--output_dir", str(out)])
+    tokenizer = load_tokenizer(str(out))
+    assert json.loads(tokenizer.backend_tokenizer.to_str())["model"]["type"] == "WordLevel"
+    assert len(tokenizer) == 300 == json.loads((out / "config.json").read_text())["vocab_size"]
+    with pytest.raises(UserError, match="a words tokenizer has no GGUF form"):
+        write_gguf(str(out), str(tmp_path / "model.gguf"), "f32", log=lambda *_: None)
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -1,12 +1,12 @@
-"""Tokenizers: train a byte-level BPE with `tokenizers`, or load GPT-2's files, wrapped as a fast HF tokenizer
-with our special tokens and a chat template."""
+"""Tokenizers: train a byte-level BPE (or a bytes or words tokenizer) with `tokenizers`, or load GPT-2's files,
+wrapped as a fast HF tokenizer with our special tokens and a chat template."""
 
 import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from .errors import UserError, hub_hint
@@ -38,11 +38,46 @@ def wrap(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
     return hf
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE on an iterator of texts (consumed in a stream, never held in memory at once)."""
-    if vocab_size < 256 + len(SPECIAL_TOKENS) + 1:
+UNK = "<|unk|>"  # the words tokenizer's stand-in for a word outside its vocabulary
+
+
+def describe_kind(kind: str, vocab_size: int) -> str:
+    """'4096-token byte-level BPE' and the like; an unknown kind is a one-line error."""
+    names = {"bpe": f"{vocab_size}-token byte-level BPE", "bytes": "bytes tokenizer (256 bytes, no merges)",
+             "words": f"{vocab_size}-word words tokenizer"}
+    if kind not in names:
+        raise UserError(f"--tokenizer_type {kind!r}: use one of {', '.join(names)}")
+    return names[kind]
+
+
+def train_tokenizer(texts: Iterable[str], kind: str = "bpe", vocab_size: int = 4096, min_frequency: int = 2
+                    ) -> PreTrainedTokenizerFast:
+    """Train a tokenizer of one of three kinds on an iterator of texts (consumed in a stream, never held in memory
+    at once):
+    - bpe: a byte-level BPE of `vocab_size` tokens (GPT-2's kind): lossless, any text;
+    - bytes: the 256 byte tokens and no merges (the tokenizer-free route of byte models; `vocab_size` unused):
+      lossless, about one token per character, so a context covers ~4x less text;
+    - words: the `vocab_size` most frequent lower-cased words and punctuation marks (as small narrow-domain models
+      use), other words `<|unk|>`: lossy (case, spacing and rare words are lost), so its bits per byte are not
+      comparable with the lossless kinds' (they count the bytes of the original text)."""
+    describe_kind(kind, vocab_size)  # a known kind
+    if kind == "words":
+        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+        tokenizer.normalizer = normalizers.Lowercase()
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([  # words (with their apostrophes), line breaks, marks
+            pre_tokenizers.Split(Regex(r"[^\S\n]+"), behavior="removed"),
+            pre_tokenizers.Split(Regex(r"\w+(?:'\w+)*|\n|[^\w\s]"), behavior="isolated")])
+        tokenizer.decoder = decoders.WordPiece(cleanup=True)  # joins with spaces, none before punctuation
+        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                            special_tokens=[*SPECIAL_TOKENS, UNK], show_progress=True)
+        tokenizer.train_from_iterator(texts, trainer=trainer)
+        return wrap(tokenizer)
+    if kind == "bytes":
+        vocab_size = 256 + len(SPECIAL_TOKENS)
+    elif vocab_size < 256 + len(SPECIAL_TOKENS) + 1:
         raise UserError(f"--vocab_size {vocab_size} is too small: a byte-level BPE needs at least "
-                        f"{256 + len(SPECIAL_TOKENS) + 1} (256 bytes + special tokens + 1 merge)")
+                        f"{256 + len(SPECIAL_TOKENS) + 1} (256 bytes + special tokens + 1 merge); "
+                        f"--tokenizer_type bytes has no merges")
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()

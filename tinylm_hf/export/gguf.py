@@ -79,7 +79,8 @@ def vocabulary(tokenizer, size: int) -> tuple[list[str], list[int], list[str]]:
                      gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL)
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     if spec["model"]["type"] != "BPE" or spec.get("pre_tokenizer", {}).get("type") not in ("ByteLevel", "Sequence"):
-        raise UserError("GGUF export takes byte-level BPE tokenizers (what train_tokenizer.py and GPT-2 use)")
+        raise UserError("GGUF export takes byte-level BPE tokenizers (train_tokenizer.py's bpe and bytes types, "
+                        "GPT-2's): a words tokenizer has no GGUF form")
     merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
     return tokens, types, merges
 

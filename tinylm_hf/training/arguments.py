@@ -19,6 +19,8 @@ from ..hardware import bf16_is_fast, check_precision
 from .callbacks import UNPLANNED_STEPS
 
 
+TOKENIZER_TYPE_HELP = ("the tokenizer to train: bpe (byte-level BPE) | bytes (256 byte tokens, no merges) | words "
+                       "(lower-cased words and punctuation; lossy): tinylm_hf.tokenizer.train_tokenizer")
 COMPILE_PAYS_MINUTES = 3  # torch.compile's 10-60 s pay back in runs of 500+ steps or budgets of 3+ minutes
 
 
@@ -34,6 +36,7 @@ class ModelArguments:
         default=None, metadata={"help": "an existing tokenizer (folder, Hub id, or folder with GPT-2's vocab.json + "
                                         "merges.txt); default: train a byte-level BPE on the corpus"})
     vocab_size: int = field(default=4096, metadata={"help": "vocabulary size when training a tokenizer"})
+    tokenizer_type: str = field(default="bpe", metadata={"help": TOKENIZER_TYPE_HELP})
     attn_implementation: str = field(default="auto", metadata={
         "help": "auto (eager on a CPU under torch.compile, where it is fastest; else sdpa) | sdpa | eager | "
                 "flash_attention_2 ..."})
@@ -77,7 +80,8 @@ class DataArguments:
 @dataclass
 class TokenizerArguments:
     output_dir: str = field(default="outputs/tokenizer", metadata={"help": "folder to save the tokenizer in"})
-    vocab_size: int = field(default=4096, metadata={"help": "vocabulary size of the BPE to train"})
+    vocab_size: int = field(default=4096, metadata={"help": "vocabulary size of the tokenizer to train"})
+    tokenizer_type: str = field(default="bpe", metadata={"help": TOKENIZER_TYPE_HELP})
     min_frequency: int = field(default=2, metadata={"help": "a merge must occur at least this often"})
     tokenizer_name: str | None = field(default=None, metadata={
         "help": "use this existing tokenizer instead of training one: a folder, a Hub id, or a folder with GPT-2's "
@@ -86,7 +90,8 @@ class TokenizerArguments:
 
 @dataclass
 class TinyLMTrainingArguments(TrainingArguments):
-    """TrainingArguments with defaults for small models: AdamW (0.9, 0.95), weight decay 0.1, warmup then cosine
+    """TrainingArguments with defaults for small models: Muon for the hidden matrices and AdamW (0.9, 0.95) for the
+    rest at 6e-3, weight decay 0.1, warmup then cosine
     decay to 10% of the peak, clipping at 1.0, evaluation and checkpoints every fifth of the run, best model kept;
     with no --max_steps, a time budget of `default_time_budget` minutes sets the number of steps."""
 
@@ -108,7 +113,11 @@ class TinyLMTrainingArguments(TrainingArguments):
     snapshots: bool = field(default=True, metadata={
         "help": "keep the weights of each evaluation in OUTPUT_DIR/snapshots/step-N (a few MB each, never pushed), "
                 "to see the model learn: tinylm_hf.xray"})
-    learning_rate: float = 1e-3
+    optimizer: str = field(default="muon", metadata={
+        "help": "muon (default: Muon for the hidden weight matrices, AdamW for embeddings, norms and biases, one "
+                "learning rate for both; tinylm_hf/training/optimizer.py) | adamw (AdamW for all, the one --optim "
+                "names; 1e-3 is its learning rate for these models)"})
+    learning_rate: float = 6e-3
     adam_beta2: float = 0.95
     weight_decay: float = 0.1
     max_grad_norm: float = 1.0
@@ -155,6 +164,8 @@ class TinyLMTrainingArguments(TrainingArguments):
             self.bf16 = True
         if self.precision == "fp32":
             self.bf16 = False
+        if self.optimizer not in ("adamw", "muon"):
+            raise UserError(f"--optimizer {self.optimizer!r}: use adamw or muon")
         if self.compile not in ("auto", "on", "off"):
             raise UserError(f"--compile {self.compile!r}: use auto, on or off")
         self.started = time.time()  # the time budget's clock

@@ -18,6 +18,7 @@ from transformers.trainer_callback import ProgressCallback
 
 from ..errors import UserError
 from ..files import written_whole
+from .optimizer import MuonAdamW, muon_groups
 
 
 class LogMetricsCallback(TrainerCallback):
@@ -34,6 +35,14 @@ class TinyLMTrainer(Trainer):
     samples: "SamplesCallback | None" = None
     nan_guard: "NaNGuardCallback | None" = None
     budget: "TimeBudgetCallback | None" = None
+
+    def create_optimizer(self, model=None):
+        if self.args.optimizer != "muon" or self.optimizer is not None:
+            return super().create_optimizer(model)
+        args = self.args
+        self.optimizer = MuonAdamW(muon_groups(model or self.model, args.weight_decay), lr=args.learning_rate,
+                                   betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, fused=True)
+        return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.budget is None or self.lr_scheduler is not None:

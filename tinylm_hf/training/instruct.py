@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..loading import load_model
 from ..metrics import metric_path
 from ..tokenizer import load_tokenizer
-from . import run
+from . import optimizer, run
 from .arguments import TinyLMTrainingArguments, parse_args
 from .card import model_card
 
@@ -171,7 +171,8 @@ def main(argv: list[str]) -> dict:
         hyperparameters={"steps": trainer.state.global_step,
                          "chats seen": trainer.state.global_step * run.global_batch_size(args),
                          **({"time budget": f"{args.time_budget:g} minutes"} if args.time_budget else {}),
-                         "learning rate": args.learning_rate, "batch size": run.global_batch_size(args),
+                         "optimizer": optimizer.describe(args), "learning rate": args.learning_rate,
+                         "batch size": run.global_batch_size(args),
                          "max length": max_length, "seed": args.seed},
         plot="loss_curve.png" if os.path.exists(os.path.join(args.output_dir, "loss_curve.png")) else None,
         tags=["instruction-tuned", "chat"], extra_sections=comparison)

@@ -16,8 +16,8 @@ from ..data import sources
 from ..data.tokens import TokenWindows, build_token_files
 from ..files import write_json, written_whole
 from ..presets import format_count
-from ..tokenizer import load_tokenizer, train_bpe
-from . import run
+from ..tokenizer import describe_kind, load_tokenizer, train_tokenizer
+from . import optimizer, run
 from .arguments import DataArguments, ModelArguments, TinyLMTrainingArguments, parse_args
 from .card import model_card
 
@@ -26,14 +26,14 @@ TOKENIZER_SOURCE = "tinylm_source.json"
 
 
 def get_tokenizer(model_args, source: str, corpus, args):
-    """A named tokenizer, else the model's own, else a byte-level BPE trained on the corpus (kept in
-    OUTPUT_DIR/tokenizer and reused while the corpus and vocabulary size stay the same)."""
+    """A named tokenizer, else the model's own, else one trained on the corpus (--tokenizer_type, a byte-level BPE
+    by default; kept in OUTPUT_DIR/tokenizer and reused while the corpus, type and vocabulary size stay the same)."""
     if model_args.tokenizer_name:
         return load_tokenizer(model_args.tokenizer_name)
     if model_args.model_name_or_path:
         return load_tokenizer(model_args.model_name_or_path, model_args.revision)
     folder = os.path.join(args.output_dir, "tokenizer")
-    trained_on = {"source": source, "vocab_size": model_args.vocab_size}
+    trained_on = {"source": source, "type": model_args.tokenizer_type, "vocab_size": model_args.vocab_size}
     try:
         with open(os.path.join(folder, TOKENIZER_SOURCE)) as f:
             if json.load(f) == trained_on:
@@ -44,8 +44,10 @@ def get_tokenizer(model_args, source: str, corpus, args):
         if args.process_index == 0:
             with contextlib.suppress(FileNotFoundError):  # from here on, the folder is not a complete tokenizer
                 os.remove(os.path.join(folder, TOKENIZER_SOURCE))
-            print(f"training a {model_args.vocab_size}-token byte-level BPE on the training corpus")
-            tokenizer = train_bpe(sources.texts(corpus["train"]), model_args.vocab_size)
+            print(f"training a {describe_kind(model_args.tokenizer_type, model_args.vocab_size)} on the training "
+                  f"corpus")
+            tokenizer = train_tokenizer(sources.texts(corpus["train"]), model_args.tokenizer_type,
+                                        model_args.vocab_size)
             with written_whole(folder, folder=True) as tmp:
                 tokenizer.save_pretrained(tmp)
             write_json(os.path.join(folder, TOKENIZER_SOURCE), trained_on)  # last: the folder is complete
@@ -114,7 +116,7 @@ def hyperparameters(args, block_size: int, meta: dict | None, steps: int) -> dic
            **({"time budget": f"{args.time_budget:g} minutes"} if args.time_budget else {}),
            "batch size": batch, "block size": block_size, "learning rate": args.learning_rate,
            "schedule": f"{args.lr_scheduler_type} {args.lr_scheduler_kwargs or ''}", "warmup": args.warmup_steps,
-           "optimizer": f"{args.optim} betas ({args.adam_beta1}, {args.adam_beta2})",
+           "optimizer": optimizer.describe(args),
            "weight decay": args.weight_decay, "gradient clipping": args.max_grad_norm,
            "precision": "bf16 autocast" if args.bf16 else "fp32", "seed": args.seed}
     if meta:

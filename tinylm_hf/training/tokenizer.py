@@ -1,5 +1,6 @@
-"""`train_tokenizer.py`: train a byte-level BPE on any source (or adopt an existing tokenizer), save it in Hub
-format with our special tokens and chat template, and report its compression on held-out text."""
+"""`train_tokenizer.py`: train a tokenizer (byte-level BPE, bytes or words) on any source (or adopt an existing
+tokenizer), save it in Hub format with our special tokens and chat template, and report its compression on held-out
+text."""
 
 import itertools
 import os
@@ -7,7 +8,7 @@ import os
 from ..data import sources
 from ..errors import UserError
 from ..files import written_whole
-from ..tokenizer import bytes_per_token, load_tokenizer, train_bpe
+from ..tokenizer import bytes_per_token, load_tokenizer, train_tokenizer
 from .arguments import DataArguments, TokenizerArguments, parse_args
 
 
@@ -18,7 +19,8 @@ def main(argv: list[str]) -> str:
     if tok_args.tokenizer_name:
         tokenizer = load_tokenizer(tok_args.tokenizer_name)
     else:
-        tokenizer = train_bpe(sources.texts(corpus["train"]), tok_args.vocab_size, tok_args.min_frequency)
+        tokenizer = train_tokenizer(sources.texts(corpus["train"]), tok_args.tokenizer_type, tok_args.vocab_size,
+                                    tok_args.min_frequency)
     if os.path.isfile(tok_args.output_dir):
         raise UserError(f"--output_dir {tok_args.output_dir} is a file: name a folder")
     with written_whole(tok_args.output_dir, folder=True) as tmp:

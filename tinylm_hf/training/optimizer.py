@@ -1,0 +1,85 @@
+"""Muon for the hidden weight matrices, AdamW for the rest, as one optimizer the Trainer drives (`--optimizer muon`).
+
+Muon (Jordan et al. 2024) keeps a momentum of each matrix's gradient and steps along its orthogonalised form: the
+matrix with its singular values pushed towards 1 by five Newton-Schulz iterations, so that every direction the
+gradient spans moves, not only the few that dominate it. The update is scaled to the RMS an AdamW step has (Liu et
+al. 2025, "Muon is scalable for LLM training"), so one learning rate and one schedule serve both kinds of
+parameter. Embeddings, the output head, norms and biases stay with AdamW, as in the published recipes.
+
+`torch.optim.Muon` does the same but orthogonalises in bf16, which a CPU without bf16 units (AVX2 only) runs
+~14x slower than fp32: 475 ms a step for the quickstart model, longer than its forward and backward. Here the
+iterations run in the gradient's dtype.
+"""
+
+import torch
+
+# the quintic iteration's coefficients (Jordan et al.; the defaults of torch.optim.Muon)
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def orthogonalise(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """(m, n) -> (m, n) with about the same singular vectors and singular values near 1."""
+    a, b, c = NS_COEFFICIENTS
+    x = g.T if g.shape[0] > g.shape[1] else g  # (short, long): the Gram matrix below is the small one
+    x = x / (x.norm() + 1e-7)  # spectral norm <= Frobenius norm <= 1
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if g.shape[0] > g.shape[1] else x
+
+
+class MuonAdamW(torch.optim.AdamW):
+    """AdamW, except for the parameter groups marked `muon=True`, which take a Muon step: momentum (Nesterov),
+    orthogonalised, scaled by 0.2 * sqrt(max(rows, cols)) to an AdamW step's RMS, with the same decoupled
+    weight decay and the group's learning rate."""
+
+    def __init__(self, params, momentum: float = 0.95, **adamw_kwargs):
+        super().__init__(params, **adamw_kwargs)
+        for group in self.param_groups:
+            group.setdefault("muon", False)
+            group.setdefault("momentum", momentum)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        every_group = self.param_groups
+        self.param_groups = [g for g in every_group if not g["muon"]]
+        try:
+            loss = super().step(closure)
+        finally:
+            self.param_groups = every_group
+        for group in (g for g in every_group if g["muon"]):
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:  # a "step" as AdamW's states have, which its load_state_dict expects
+                    state["step"], state["momentum_buffer"] = torch.tensor(0.0), torch.zeros_like(p)
+                state["step"] += 1
+                buffer = state["momentum_buffer"]
+                buffer.lerp_(p.grad, 1 - group["momentum"])
+                update = orthogonalise(p.grad.lerp(buffer, group["momentum"]))
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(update, alpha=-group["lr"] * 0.2 * max(p.shape) ** 0.5)
+        return loss
+
+
+def muon_groups(model, weight_decay: float) -> list[dict]:
+    """The model's trainable parameters in three groups: hidden weight matrices (Muon, decayed); the other
+    matrices, i.e. token and position embeddings and the output head (AdamW, decayed); vectors: norms and biases
+    (AdamW, no decay)."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    if model.get_output_embeddings() is not None:
+        embeddings.add(id(model.get_output_embeddings().weight))
+    params = [p for p in model.parameters() if p.requires_grad]
+    hidden = [p for p in params if p.ndim == 2 and id(p) not in embeddings]
+    tables = [p for p in params if p.ndim == 2 and id(p) in embeddings]
+    vectors = [p for p in params if p.ndim != 2]
+    return [{"params": hidden, "muon": True, "weight_decay": weight_decay},
+            {"params": tables, "weight_decay": weight_decay},
+            {"params": vectors, "weight_decay": 0.0}]
+
+
+def describe(args) -> str:
+    """The optimizer as the model card names it."""
+    name = "Muon (hidden matrices) + AdamW" if args.optimizer == "muon" else args.optim
+    return f"{name}, betas ({args.adam_beta1}, {args.adam_beta2})"
