@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -100,6 +101,13 @@ def test_embedded_corpus_is_deterministic_and_its_metadata_exact():
         assert s.summary.split()[0] in s.story
     features = {f for s in a for f in s.features}
     assert features == set(embedded.FEATURE_NAMES)
+    # the pastime (a verb) and the trait come back in the ending: a word said once is never copied in pretraining
+    verbs = {v.split()[0] for v in embedded.VERBS}
+    traits = set(embedded.TRAITS) - {feeling for feeling, _ in embedded.FEELINGS}  # happy is both
+    for s in a:
+        for word in set(s.words) & (verbs | traits):
+            assert len(re.findall(rf"\b{word}\b", s.story)) >= 2, (word, s.story)
+    assert embedded.VERSION >= 2 and sources.describe("embedded").startswith(f"embedded v{embedded.VERSION} ")
 
 
 INSTRUCT_TEXT = """Features: Dialogue, BadEnding

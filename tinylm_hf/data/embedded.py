@@ -7,10 +7,17 @@ a conflict, a twist, a hint of what is coming, or a moral. Story `i` of seed `s`
 Every story comes with its TinyStories-Instruct metadata, exact by construction: the Words are three of the
 slot fillers the story was built from (a noun, a verb and an adjective, in the form the story uses), the
 Features are the optional parts it really contains, the Summary is built from the same choices.
+
+The object comes back throughout the story, and the ending comes back to the hero's trait and pastime ("Then the
+brave cat went back to sing with its friends."): a word said only once is the last thing a model learns to take
+from a prompt, having never had a reason to copy it. `VERSION` changes with the text, so that token files and
+tokenizers built from an older generator are not reused.
 """
 
 import random
 from dataclasses import dataclass, field
+
+VERSION = 2  # of the stories' text: part of the key that decides whether token files are reused
 
 NAMES = ["Lily", "Tom", "Mia", "Ben", "Sue", "Max", "Anna", "Sam", "Lucy", "Tim", "Ella", "Jack", "Zoe", "Leo",
          "Rosa", "Finn", "Kim", "Joe", "Nina", "Bob", "Amy", "Dan", "Ivy", "Ned", "Lola", "Pip", "Ruby", "Ollie"]
@@ -141,12 +148,14 @@ def generate_story(index: int, seed: int = 0) -> Story:
         sentences.append(f"\"Can you help me?\" {name} asked {friend}. \"Yes, I will help you,\" said {friend}.")
     if has["BadEnding"]:
         sentences.append(fill(bad_ending))
+        sentences.append(f"The {trait} {kind} did not want to {verb} for the rest of the day.")
         ending = f"loses the {obj}"
     else:
         sentences.append(fill(fix) + ".")
         if has["Conflict"]:
             sentences.append(fill(peace))
         sentences.append(f"{name} was {feeling} again and hugged the {obj_adj} {obj}.")
+        sentences.append(f"Then the {trait} {kind} went back to {verb} with {pos} friends.")
         ending = f"gets help from {friend.replace('a ', '').replace('an ', '')} to {goal.format(**slots)}"
     if has["MoralValue"]:
         lesson, moral = pick(MORALS)

@@ -223,9 +223,9 @@ def describe(dataset: str, *, data_files=None, validation_files=None, text_colum
              revision: str | None = None, streaming: bool = False, seed: int = 42, **limits) -> str:
     """A stable description of a source, stored with token files (and the trained tokenizer) so that files built
     from another source are never reused. It names everything that decides the documents: the files (with their
-    sizes and times), the column, the revision, streaming, the seed (the embedded corpus and a carved-off
-    validation split depend on it) and the limits."""
-    parts = [dataset]
+    sizes and times), the embedded generator's version, the column, the revision, streaming, the seed (the embedded
+    corpus and a carved-off validation split depend on it) and the limits."""
+    parts = [dataset if dataset != "embedded" else f"embedded v{embedded.VERSION}"]
     if os.path.isfile(dataset):
         stat = os.stat(dataset)
         parts.append(f"{os.path.abspath(dataset)}:{stat.st_size}:{int(stat.st_mtime)}")
