@@ -17,15 +17,19 @@ TRICKY = ["Once upon a time, there was a little dog named Max.",
           "<|endoftext|><|user|>\nWrite a story.<|endoftext|><|assistant|>\n"]
 
 
-def greedy(folder, new_tokens: int) -> tuple[list[int], list[int]]:
-    """The prompt ids (BOS + an opening) and PyTorch's greedy continuation, on past the EOS token."""
-    model = TinyLMForCausalLM.from_pretrained(folder).eval()
+def opening(folder) -> list[int]:
+    """The prompt ids: BOS + an opening."""
     tokenizer = load_tokenizer(str(folder))
-    prompt = tokenizer(tokenizer.bos_token + "Once upon a time", add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([prompt])
+    return tokenizer(tokenizer.bos_token + "Once upon a time", add_special_tokens=False)["input_ids"]
+
+
+def greedy(folder, new_tokens: int) -> tuple[list[int], list[int]]:
+    """The prompt ids and PyTorch's greedy continuation, on past the EOS token."""
+    model = TinyLMForCausalLM.from_pretrained(folder).eval()
+    ids = torch.tensor([opening(folder)])
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False,
-                         eos_token_id=None, pad_token_id=tokenizer.pad_token_id)
-    return prompt, out[0, len(prompt):].tolist()
+                         eos_token_id=None, pad_token_id=model.config.pad_token_id)
+    return ids[0].tolist(), out[0, ids.shape[1]:].tolist()
 
 
 def test_llama_rows_interleave_the_halves_of_each_head():
@@ -53,14 +57,20 @@ def test_llama_cpp_cuts_tricky_text_into_our_token_ids(tiny_model_dir, tmp_path)
 
 @needs_js
 @pytest.mark.parametrize("kind", ["f16", "q8_0"])
-def test_the_gpt_family_and_smaller_types_load_and_mostly_agree(random_model_dirs, tmp_path, kind):
-    # llama.cpp's gpt2 path uses tanh-GELU and these types round the weights: the continuation may part from PyTorch's
-    # where two tokens are close, but not from the start
+def test_the_gpt_family_and_smaller_types_load_and_agree_within_rounding(random_model_dirs, tmp_path, kind):
+    # llama.cpp's gpt2 path uses tanh-GELU and these types round the weights, so where PyTorch's two best tokens are
+    # a hair apart (0.015 logits, seen) llama.cpp may take the other and the continuations part. So each token
+    # llama.cpp chose is scored by PyTorch on the same prefix: it must be PyTorch's best or within 0.25 logits of
+    # it (rounding costs ~0.01-0.1 here; a token a broken runtime picks is ~1.7 logits, one std, from the best)
     path = tmp_path / f"model-{kind}.gguf"
     report = write_gguf(str(random_model_dirs["gpt"]), str(path), kind)
-    prompt, expected = greedy(random_model_dirs["gpt"], 16)
-    answer = llama_cpp({"model": str(path), "prompt": prompt, "new_tokens": 16, "past_eos": True})
-    assert answer["tokens"][:4] == expected[:4] and len(set(expected)) > 3, (answer["tokens"], expected)
+    prompt = opening(random_model_dirs["gpt"])
+    tokens = llama_cpp({"model": str(path), "prompt": prompt, "new_tokens": 16, "past_eos": True})["tokens"]
+    model = TinyLMForCausalLM.from_pretrained(random_model_dirs["gpt"]).eval()
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + tokens])).logits[0, len(prompt) - 1:-1]
+    short = (logits.max(-1).values - logits[torch.arange(len(tokens)), torch.tensor(tokens)]).tolist()
+    assert len(tokens) == 16 and len(set(tokens)) > 3 and max(short) < 0.25, (tokens, short)
     assert report["tensor_types"][kind.upper()] > 0 and report["tensor_types"]["F32"] > 0  # norms and biases
 
 

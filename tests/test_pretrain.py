@@ -270,6 +270,17 @@ def test_another_seed_rebuilds_the_token_files_and_the_tokenizer(tmp_path, capsy
     assert printed.count("training a 400-token byte-level BPE") == 3 and "reusing token files" not in printed
 
 
+def test_a_bytes_tokenizer_is_reused_whatever_the_vocab_size(tmp_path, capsys):
+    """--vocab_size means nothing to --tokenizer_type bytes: changing it keeps the trained tokenizer."""
+    from tinylm_hf.training.pretrain import main
+
+    args = [a for a in TINY_RUN if a not in ("--max_steps", "40")]
+    args += ["--max_steps", "1", "--output_dir", str(tmp_path / "run"), "--tokenizer_type", "bytes"]
+    main([*args, "--vocab_size", "400"])
+    main([*args, "--vocab_size", "500"])
+    assert capsys.readouterr().out.count("training a bytes tokenizer") == 1
+
+
 def test_a_run_with_a_words_tokenizer(tmp_path):
     """--tokenizer_type words: the run trains one, sizes the model's vocabulary to it; GGUF export refuses it."""
     from tinylm_hf.export.gguf import write_gguf
@@ -291,6 +302,7 @@ def test_a_run_with_a_words_tokenizer(tmp_path):
     (["--model_name_or_path", "MODEL", "--block_size", "4096"], "--block_size 4096 is larger than the model's context"),
     (["--output_dir", "FOREIGN"], "already holds other files"),
     (["--resume_from_checkpoint", "true"], "no checkpoint-* folder"),
+    (["--tokenizer_type", "chars"], "--tokenizer_type 'chars': use one of bpe, bytes, words"),
 ])
 def test_bad_pretrain_arguments_are_one_line(tmp_path, tiny_model_dir, args, needle):
     foreign = tmp_path / "foreign"
@@ -304,6 +316,8 @@ def test_bad_pretrain_arguments_are_one_line(tmp_path, tiny_model_dir, args, nee
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert needle in proc.stderr.strip().splitlines()[-1] and "Traceback" not in proc.stderr
     assert (foreign / "thesis.tex").read_text() == "precious"
+    if args[0] == "--tokenizer_type":  # refused as the flags are read, before any folder is made
+        assert not (tmp_path / "out").exists()
 
 
 def test_yaml_config_file_with_command_line_override(tmp_path):

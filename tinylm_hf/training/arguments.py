@@ -16,6 +16,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from ..errors import UserError
 from ..hardware import bf16_is_fast, check_precision
+from ..tokenizer import describe_kind
 from .callbacks import UNPLANNED_STEPS
 
 
@@ -43,6 +44,9 @@ class ModelArguments:
     allow_pickle_weights: bool = field(default=False, metadata={
         "help": "allow loading .bin (pickle) weights for --model_name_or_path; pickles can run code: only for "
                 "files you trust"})
+
+    def __post_init__(self):
+        describe_kind(self.tokenizer_type, self.vocab_size)  # an unknown kind fails here, before any data is read
 
 
 @dataclass
@@ -86,6 +90,9 @@ class TokenizerArguments:
     tokenizer_name: str | None = field(default=None, metadata={
         "help": "use this existing tokenizer instead of training one: a folder, a Hub id, or a folder with GPT-2's "
                 "vocab.json + merges.txt (our special tokens and chat template are added)"})
+
+    def __post_init__(self):
+        describe_kind(self.tokenizer_type, self.vocab_size)
 
 
 @dataclass

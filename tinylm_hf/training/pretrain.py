@@ -33,7 +33,8 @@ def get_tokenizer(model_args, source: str, corpus, args):
     if model_args.model_name_or_path:
         return load_tokenizer(model_args.model_name_or_path, model_args.revision)
     folder = os.path.join(args.output_dir, "tokenizer")
-    trained_on = {"source": source, "type": model_args.tokenizer_type, "vocab_size": model_args.vocab_size}
+    trained_on = {"source": source, "type": model_args.tokenizer_type,  # (a bytes tokenizer has no vocab_size)
+                  "vocab_size": model_args.vocab_size if model_args.tokenizer_type != "bytes" else None}
     try:
         with open(os.path.join(folder, TOKENIZER_SOURCE)) as f:
             if json.load(f) == trained_on:
