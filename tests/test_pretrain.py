@@ -270,15 +270,18 @@ def test_another_seed_rebuilds_the_token_files_and_the_tokenizer(tmp_path, capsy
     assert printed.count("training a 400-token byte-level BPE") == 3 and "reusing token files" not in printed
 
 
-def test_a_bytes_tokenizer_is_reused_whatever_the_vocab_size(tmp_path, capsys):
-    """--vocab_size means nothing to --tokenizer_type bytes: changing it keeps the trained tokenizer."""
+@pytest.mark.parametrize("kind, trainings", [("bytes", 1), ("bpe", 2)])
+def test_the_tokenizer_is_retrained_only_when_what_decides_it_changes(kind, trainings, tmp_path, capsys):
+    """--vocab_size means nothing to --tokenizer_type bytes: changing it keeps the trained tokenizer; a BPE of
+    another size is trained anew."""
     from tinylm_hf.training.pretrain import main
 
     args = [a for a in TINY_RUN if a not in ("--max_steps", "40")]
-    args += ["--max_steps", "1", "--output_dir", str(tmp_path / "run"), "--tokenizer_type", "bytes"]
+    args += ["--max_steps", "1", "--output_dir", str(tmp_path / "run"), "--tokenizer_type", kind]
     main([*args, "--vocab_size", "400"])
     main([*args, "--vocab_size", "500"])
-    assert capsys.readouterr().out.count("training a bytes tokenizer") == 1
+    printed = capsys.readouterr().out
+    assert printed.count(" on the training corpus") == trainings, printed
 
 
 def test_a_run_with_a_words_tokenizer(tmp_path):

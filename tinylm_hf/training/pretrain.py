@@ -33,8 +33,8 @@ def get_tokenizer(model_args, source: str, corpus, args):
     if model_args.model_name_or_path:
         return load_tokenizer(model_args.model_name_or_path, model_args.revision)
     folder = os.path.join(args.output_dir, "tokenizer")
-    trained_on = {"source": source, "type": model_args.tokenizer_type,  # (a bytes tokenizer has no vocab_size)
-                  "vocab_size": model_args.vocab_size if model_args.tokenizer_type != "bytes" else None}
+    kind = describe_kind(model_args.tokenizer_type, model_args.vocab_size)  # names all that decides the tokenizer
+    trained_on = {"source": source, "tokenizer": kind}
     try:
         with open(os.path.join(folder, TOKENIZER_SOURCE)) as f:
             if json.load(f) == trained_on:
@@ -45,8 +45,7 @@ def get_tokenizer(model_args, source: str, corpus, args):
         if args.process_index == 0:
             with contextlib.suppress(FileNotFoundError):  # from here on, the folder is not a complete tokenizer
                 os.remove(os.path.join(folder, TOKENIZER_SOURCE))
-            print(f"training a {describe_kind(model_args.tokenizer_type, model_args.vocab_size)} on the training "
-                  f"corpus")
+            print(f"training a {kind} on the training corpus")
             tokenizer = train_tokenizer(sources.texts(corpus["train"]), model_args.tokenizer_type,
                                         model_args.vocab_size)
             with written_whole(folder, folder=True) as tmp:
