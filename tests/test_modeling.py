@@ -65,8 +65,8 @@ def test_blocked_causal_attention_equals_sdpa_with_padding_gradients_and_a_cache
         assert (grads[attn] - grads["sdpa"]).abs().max() < 1e-4 * grads["sdpa"].abs().max()
     with torch.no_grad():  # a prompt of 140 tokens after 10 cached ones: blocks offset by the cache
         full = model(x).logits
-        cache = model(x[:, :10], use_cache=True).past_key_values
-        rest = model(x[:, 10:], past_key_values=cache, use_cache=True).logits
+        cache = model(x[:, :10], use_cache=True).cache
+        rest = model(x[:, 10:], cache=cache, use_cache=True).logits
     assert (rest - full[:, 10:]).abs().max() < 1e-4
 
 
@@ -78,10 +78,10 @@ def test_cached_decoding_equals_full_forward(family):
         full = model(x, use_cache=False).logits
         out = model(x[:, :10], use_cache=True)
         steps = [out.logits]
-        cache = out.past_key_values
+        cache = out.cache
         for t in range(10, 24):
-            out = model(x[:, t:t + 1], past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
+            out = model(x[:, t:t + 1], cache=cache, use_cache=True)
+            cache = out.cache
             steps.append(out.logits)
     assert (torch.cat(steps, 1) - full).abs().max() < 1e-4
 
@@ -95,9 +95,9 @@ def test_bf16_on_a_cpu_caches_k_v_in_fp32_and_decodes_like_the_full_forward(fami
         out = model(x[:, :10], use_cache=True)
         steps = [out.logits]
         for t in range(10, 24):
-            out = model(x[:, t:t + 1], past_key_values=out.past_key_values, use_cache=True)
+            out = model(x[:, t:t + 1], cache=out.cache, use_cache=True)
             steps.append(out.logits)
-    layer = out.past_key_values.layers[0]
+    layer = out.cache.layers[0]
     assert layer.keys.dtype == layer.values.dtype == torch.float32 and layer.keys.shape[2] == 24
     cached = torch.cat(steps, 1)
     assert cached.dtype == torch.bfloat16

@@ -30,6 +30,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.utils import can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_tinylm import TinyLMConfig
 
@@ -123,7 +124,7 @@ class TinyLMAttention(nn.Module):
         self.o_proj.writes_to_residual = True  # scaled init, see TinyLMPreTrainedModel._init_weights
 
     def forward(self, hidden_states: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
-                attention_mask: torch.Tensor | None = None, past_key_values: Cache | None = None,
+                attention_mask: torch.Tensor | None = None, cache: Cache | None = None,
                 output_attentions: bool = False, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, _ = hidden_states.shape
         D = self.head_dim
@@ -135,10 +136,10 @@ class TinyLMAttention(nn.Module):
         q, k = qk.split([H, K], dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D), (B, K, T, D) x 2
         dtype = q.dtype
-        if past_key_values is not None:  # append the new k, v to the cache, get all of them back
+        if cache is not None:  # append the new k, v to the cache, get all of them back
             if dtype == torch.bfloat16 and q.device.type == "cpu":  # CPU attention kernels are slow in bf16 for a
                 q, k, v = q.float(), k.float(), v.float()  # few query tokens (3-5x fp32's): cache k, v in fp32
-            k, v = past_key_values.update(k, v, self.layer_idx)  # (B, K, S, D)
+            k, v = cache.update(k, v, self.layer_idx)  # (B, K, S, D)
 
         # the configured implementation (SDPA by default); only the plain one returns the weights, so asking for
         # them switches to it (the model builds the mask it needs)
@@ -185,10 +186,10 @@ class TinyLMBlock(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
-                past_key_values: Cache | None = None, output_attentions: bool = False,
+                cache: Cache | None = None, output_attentions: bool = False,
                 **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
         attn_out, weights = self.attn(self.attn_norm(hidden_states), position_embeddings, attention_mask,
-                                      past_key_values, output_attentions, **kwargs)
+                                      cache, output_attentions, **kwargs)
         hidden_states = hidden_states + self.dropout(attn_out)
         hidden_states = hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
         return hidden_states, weights  # (B, T, C), the attention weights when asked for
@@ -239,7 +240,6 @@ class TinyLMPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["TinyLMBlock"]
-    _skip_keys_device_placement = ["past_key_values"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -274,8 +274,9 @@ class TinyLMModel(TinyLMPreTrainedModel):
         self.norm = make_norm(config)
         self.post_init()
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # the name before transformers 5.24
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.LongTensor | None = None, past_key_values: Cache | None = None,
+                position_ids: torch.LongTensor | None = None, cache: Cache | None = None,
                 inputs_embeds: torch.Tensor | None = None, use_cache: bool | None = None,
                 output_hidden_states: bool | None = None, output_attentions: bool | None = None,
                 **kwargs) -> BaseModelOutputWithPast:
@@ -286,9 +287,9 @@ class TinyLMModel(TinyLMPreTrainedModel):
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)  # (B, T, C)
         use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
-        if use_cache and past_key_values is None:  # (training needs no cache unless asked for one)
-            past_key_values = DynamicCache(config=self.config)
-        past = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if use_cache and cache is None:  # (training needs no cache unless asked for one)
+            cache = DynamicCache(config=self.config)
+        past = cache.get_seq_length() if cache is not None else 0
         if past + inputs_embeds.shape[1] > self.config.max_position_embeddings:
             raise ValueError(
                 f"{past} cached + {inputs_embeds.shape[1]} new tokens is past the context length "
@@ -308,7 +309,7 @@ class TinyLMModel(TinyLMPreTrainedModel):
         # the causal mask, merged with the padding mask; None when SDPA can use its own causal kernel
         mask = create_causal_mask(
             config=config, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-            past_key_values=past_key_values, position_ids=position_ids,
+            cache=cache, position_ids=position_ids,
         )
         x = inputs_embeds
         rope = None
@@ -322,14 +323,14 @@ class TinyLMModel(TinyLMPreTrainedModel):
         for layer in self.layers:
             if output_hidden_states:
                 hidden_states.append(x)
-            x, weights = layer(x, attention_mask=mask, position_embeddings=rope, past_key_values=past_key_values,
+            x, weights = layer(x, attention_mask=mask, position_embeddings=rope, cache=cache,
                                output_attentions=output_attentions, **kwargs)
             if output_attentions:
                 attentions.append(weights)
         x = self.norm(x)  # (B, T, C)
         if output_hidden_states:
             hidden_states.append(x)
-        return BaseModelOutputWithPast(last_hidden_state=x, past_key_values=past_key_values,
+        return BaseModelOutputWithPast(last_hidden_state=x, cache=cache,
                                        hidden_states=tuple(hidden_states) if output_hidden_states else None,
                                        attentions=tuple(attentions) if output_attentions else None)
 
@@ -346,9 +347,10 @@ class TinyLMForCausalLM(TinyLMPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @can_return_tuple
     def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.LongTensor | None = None, past_key_values: Cache | None = None,
+                position_ids: torch.LongTensor | None = None, cache: Cache | None = None,
                 inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
                 use_cache: bool | None = None, logits_to_keep: int = 0, **kwargs) -> CausalLMOutputWithPast:
         """labels: the input ids themselves (shifted inside the loss), -100 where no loss is wanted.
@@ -359,12 +361,12 @@ class TinyLMForCausalLM(TinyLMPreTrainedModel, GenerationMixin):
         torch.no_grad(), for logits and loss together."""
         outputs = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
+            cache=cache, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
         )
         hidden = outputs.last_hidden_state  # (B, T, C)
         if labels is not None and self.training and torch.is_grad_enabled():  # training: the fused loss, no logits
             return CausalLMOutputWithPast(loss=self.chunked_loss(hidden, labels, **kwargs),
-                                          past_key_values=outputs.past_key_values,
+                                          cache=outputs.cache,
                                           hidden_states=outputs.hidden_states, attentions=outputs.attentions)
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
@@ -372,7 +374,7 @@ class TinyLMForCausalLM(TinyLMPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=outputs.past_key_values,
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=outputs.cache,
                                       hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
     def chunked_loss(self, hidden, labels, num_items_in_batch=None, shift_labels=None, **kwargs) -> torch.Tensor:

@@ -45,8 +45,8 @@ class WithCache(torch.nn.Module):
         for layer in range(len(past) // 2):
             cache.update(past[2 * layer], past[2 * layer + 1], layer)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=cache, use_cache=True)
-        present = [t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)]
+                         cache=cache, use_cache=True)
+        present = [t for layer in out.cache.layers for t in (layer.keys, layer.values)]
         return (out.logits, *present)
 
 
