@@ -98,9 +98,9 @@ class TokenizerArguments:
 @dataclass
 class TinyLMTrainingArguments(TrainingArguments):
     """TrainingArguments with defaults for small models: Muon for the hidden matrices and AdamW (0.9, 0.95) for the
-    rest at 6e-3, weight decay 1.2 (for small data seen many times: README, "Quality per minute"), warmup then
-    cosine decay to 10% of the peak, clipping at 1.0, evaluation and checkpoints every fifth of the run, best model
-    kept; with no --max_steps, a time budget of `default_time_budget` minutes sets the number of steps."""
+    rest at 6e-3, weight decay 0.1, warmup then cosine
+    decay to 10% of the peak, clipping at 1.0, evaluation and checkpoints every fifth of the run, best model kept;
+    with no --max_steps, a time budget of `default_time_budget` minutes sets the number of steps."""
 
     default_time_budget: ClassVar[float] = 7.0
 
@@ -126,9 +126,7 @@ class TinyLMTrainingArguments(TrainingArguments):
                 "names; 1e-3 is its learning rate for these models)"})
     learning_rate: float = 6e-3
     adam_beta2: float = 0.95
-    weight_decay: float = field(default=1.2, metadata={
-        "help": "decoupled weight decay: 1.2 for pretraining on small data seen many times (the quickstart's case; "
-                "0.1 is the usual for a corpus seen once)"})
+    weight_decay: float = 0.1
     max_grad_norm: float = 1.0
     warmup_steps: float = 0.05
     lr_scheduler_type: str = "cosine_with_min_lr"

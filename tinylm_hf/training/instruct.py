@@ -66,8 +66,6 @@ class InstructTrainingArguments(TinyLMTrainingArguments):
     train_sampling_strategy: str = field(default="group_by_length", metadata={
         "help": "group_by_length (default: batches of chats of similar length, 2%% padding instead of 21%% on the "
                 "embedded records, ~1.2x the steps per minute) | random | sequential | batch_rebalance"})
-    weight_decay: float = field(default=0.1, metadata={
-        "help": "decoupled weight decay (0.1: fine-tuning keeps what pretraining learnt)"})
     default_time_budget: ClassVar[float] = 7.0
 
 
