@@ -227,8 +227,36 @@ def test_windows_sequential_and_random(sample_corpus, tiny_tokenizer, tmp_path):
         assert rnd[i]["labels"].tolist() == window.tolist()
     assert any(start % 64 for start in starts) and len(set(starts)) == 8  # offsets off the grid, all different
     assert [other[i]["input_ids"].tolist() for i in range(8)] != [rnd[i]["input_ids"].tolist() for i in range(8)]
+    first_pass = [rnd[i]["input_ids"].tolist() for i in range(8)]
+    rnd.set_epoch(1), again.set_epoch(1)  # the next pass over the data: other windows, the same on every rank
+    assert [rnd[i]["input_ids"].tolist() for i in range(8)] != first_pass
+    assert [rnd[i]["input_ids"].tolist() for i in range(8)] == [again[i]["input_ids"].tolist() for i in range(8)]
     with pytest.raises(UserError, match="block_size"):
         TokenWindows(str(tmp_path), "validation", 10**7)
+
+
+def test_the_trainer_draws_other_random_windows_at_every_epoch(sample_corpus, tiny_tokenizer, tmp_path):
+    from transformers import Trainer, TrainingArguments, default_data_collator
+
+    from tinylm_hf import TinyLMConfig, TinyLMForCausalLM
+
+    class Recorded(TokenWindows):
+        def __getitem__(self, i):
+            drawn.append(super().__getitem__(i))
+            return drawn[-1]
+
+    drawn = []
+    build_token_files(sample_corpus, tiny_tokenizer, str(tmp_path / "tokens"), "s")
+    windows = Recorded(str(tmp_path / "tokens"), "train", 32, random=True)
+    windows.n_tokens = 32 * 8 + 1  # 8 windows: an epoch is one step of 8
+    model = TinyLMForCausalLM(TinyLMConfig(vocab_size=len(tiny_tokenizer), hidden_size=16, num_hidden_layers=1,
+                                           num_attention_heads=2, max_position_embeddings=32))
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=8,
+                             use_cpu=True, report_to="none", save_strategy="no", disable_tqdm=True)
+    Trainer(model=model, args=args, train_dataset=windows, data_collator=default_data_collator).train()
+    assert windows.epoch == 2  # set by the Trainer (through accelerate's data loader) at each of the 3 epochs
+    passes = [sorted(tuple(w["input_ids"].tolist()) for w in drawn[8 * e:8 * e + 8]) for e in range(3)]
+    assert passes[0] != passes[1] != passes[2]  # each pass other windows, not the same ones shuffled
 
 
 BUILD_UNDER_LIMIT = """

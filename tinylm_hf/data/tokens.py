@@ -121,7 +121,10 @@ class TokenWindows:
     """`block_size`-token windows of a token file, for the Trainer (a map-style dataset).
 
     sequential: window i starts at i * block_size (every token seen once per epoch; the Trainer shuffles order).
-    random: window i starts at an offset drawn from (seed, i), so windows overlap documents differently.
+    random: window i starts at an offset drawn from (seed, epoch, i): other windows at every pass over the data, as
+    nanoGPT draws them, so a model that sees a small corpus many times does not see the same windows again (the
+    Trainer sets the epoch: accelerate's data loader calls `set_epoch` on a dataset that has it; in one process only:
+    under torchrun it calls its sampler's instead, and each pass repeats the first one's windows).
     Each item is {"input_ids": ids, "labels": ids}: the model shifts labels itself.
     The memmap is opened lazily in each process, so workers and DDP ranks share the page cache.
     """
@@ -134,7 +137,7 @@ class TokenWindows:
         self.dtype = meta["dtype"]
         self.n_tokens = meta["splits"][split]["tokens"]
         self.bytes_per_token = meta["splits"][split]["bytes"] / max(self.n_tokens, 1)
-        self.block_size, self.random, self.seed = block_size, random, seed
+        self.block_size, self.random, self.seed, self.epoch = block_size, random, seed, 0
         if self.n_tokens < block_size + 1:
             raise UserError(f"{split} has {self.n_tokens} tokens, fewer than one block of {block_size}: "
                             f"use more data or a smaller --block_size")
@@ -153,11 +156,15 @@ class TokenWindows:
         import torch
 
         if self.random:
-            start = int(np.random.default_rng((self.seed, i)).integers(0, self.n_tokens - self.block_size))
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            start = int(rng.integers(0, self.n_tokens - self.block_size))
         else:
             start = i * self.block_size
         ids = torch.from_numpy(self.tokens[start:start + self.block_size].astype(np.int64))
         return {"input_ids": ids, "labels": ids}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __getstate__(self):
         return {**self.__dict__, "_tokens": None}
