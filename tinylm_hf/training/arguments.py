@@ -70,7 +70,8 @@ class DataArguments:
         "help": "token files folder (default: OUTPUT_DIR/tokens, rebuilt when the tokenizer changes; a folder named "
                 "here is never overwritten with another tokenizer's files unless --rebuild_tokens)"})
     rebuild_tokens: bool = field(default=False, metadata={"help": "rebuild the token files even if they match"})
-    random_windows: bool = field(default=False, metadata={"help": "windows at random offsets, drawn anew at every pass over the data, instead of in order"})
+    random_windows: bool = field(default=False, metadata={
+        "help": "windows at random offsets, drawn anew at every pass over the data, instead of in order"})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for tokenizing"})
 
     def corpus_kwargs(self, seed: int) -> dict:
@@ -127,7 +128,8 @@ class TinyLMTrainingArguments(TrainingArguments):
     learning_rate: float = 6e-3
     adam_beta2: float = 0.95
     weight_decay: float = field(default=0.1, metadata={
-        "help": "decoupled weight decay; for a small corpus seen many times in the run, 1.2 (README, \"Quality per minute\")"})
+        "help": "decoupled weight decay; for a small corpus seen many times in the run, 1.2 (README, \"Quality "
+                "per minute\")"})
     max_grad_norm: float = 1.0
     warmup_steps: float = 0.05
     lr_scheduler_type: str = "cosine_with_min_lr"
