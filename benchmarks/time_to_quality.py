@@ -139,7 +139,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 300 stories, 0.4-minute runs, the compiled stock runs left out")
     parser.add_argument("--lever", action="append", default=[], metavar="FLAGS",
-                        help="also run ours with these run_pretrain.py flags (repeatable), to measure a lever")
+                        help="also run ours with these run_pretrain.py flags (repeatable), to measure a lever; "
+                             "one flag alone as --lever=--random_windows")
     parser.add_argument("--peers", nargs="+", choices=STOCK, default=list(STOCK), help="the stock models to run")
     parser.add_argument("--eager_peers", action="store_true", help="leave out the compiled stock runs")
     parser.add_argument("--stock", choices=STOCK, help=argparse.SUPPRESS)  # one stock run, in its own process
