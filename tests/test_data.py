@@ -235,10 +235,19 @@ def test_windows_sequential_and_random(sample_corpus, tiny_tokenizer, tmp_path):
         TokenWindows(str(tmp_path), "validation", 10**7)
 
 
-def test_the_trainer_draws_other_random_windows_at_every_epoch(sample_corpus, tiny_tokenizer, tmp_path):
+@pytest.mark.parametrize("loader_sets_it", [True, False])
+def test_the_trainer_draws_other_random_windows_at_every_epoch(sample_corpus, tiny_tokenizer, tmp_path, monkeypatch,
+                                                               loader_sets_it):
+    """Our callback sets the epoch at every pass, also where accelerate's data loader does not pass it on to the
+    dataset (under torchrun it sets its sampler's): without it each pass would draw the first one's windows."""
+    from accelerate.data_loader import DataLoaderShard
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     from tinylm_hf import TinyLMConfig, TinyLMForCausalLM
+    from tinylm_hf.training.callbacks import DataEpochCallback
+
+    if not loader_sets_it:
+        monkeypatch.setattr(DataLoaderShard, "set_epoch", lambda self, epoch: None)
 
     class Recorded(TokenWindows):
         def __getitem__(self, i):
@@ -253,8 +262,9 @@ def test_the_trainer_draws_other_random_windows_at_every_epoch(sample_corpus, ti
                                            num_attention_heads=2, max_position_embeddings=32))
     args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=8,
                              use_cpu=True, report_to="none", save_strategy="no", disable_tqdm=True)
-    Trainer(model=model, args=args, train_dataset=windows, data_collator=default_data_collator).train()
-    assert windows.epoch == 2  # set by the Trainer (through accelerate's data loader) at each of the 3 epochs
+    Trainer(model=model, args=args, train_dataset=windows, data_collator=default_data_collator,
+            callbacks=[DataEpochCallback()]).train()
+    assert windows.epoch == 2  # set at each of the 3 epochs
     passes = [sorted(tuple(w["input_ids"].tolist()) for w in drawn[8 * e:8 * e + 8]) for e in range(3)]
     assert passes[0] != passes[1] != passes[2]  # each pass other windows, not the same ones shuffled
 

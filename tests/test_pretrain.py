@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from tinylm_hf.data.tokens import TokenWindows
 from tinylm_hf.tokenizer import load_tokenizer
 from tinylm_hf.training import run
 from tinylm_hf.training.arguments import TinyLMTrainingArguments
+from tinylm_hf.training.optimizer import weight_decay_for_passes
 from tinylm_hf.training.pretrain import SAMPLE_PROMPTS
 
 from .conftest import ROOT, TINY_RUN, run_script
@@ -95,7 +97,9 @@ class BreakTheWeights(TrainerCallback):
                 next(model.parameters()).fill_(float("nan"))
 
 
-def tiny_trainer(tiny_model_dir, out, **kw):
+def tiny_trainer(tiny_model_dir, out, windows: int | None = None, **kw):
+    """A Trainer from run.make_trainer over the tiny model's token files (their first `windows` windows of 64 if
+    given), 40 steps of 4 windows unless `kw` says otherwise."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -103,7 +107,10 @@ def tiny_trainer(tiny_model_dir, out, **kw):
     args = TinyLMTrainingArguments(**{"output_dir": str(out), "max_steps": 40, "logging_steps": 5, "eval_steps": 10,
                                       "save_steps": 10, "per_device_train_batch_size": 4, "disable_tqdm": True, **kw})
     tokens = str(tiny_model_dir / "tokens")
-    trainer = run.make_trainer(model, args, TokenWindows(tokens, "train", 64), TokenWindows(tokens, "validation", 64),
+    train = TokenWindows(tokens, "train", 64)
+    if windows:
+        train.n_tokens = 64 * windows + 1
+    trainer = run.make_trainer(model, args, train, TokenWindows(tokens, "validation", 64),
                                tokenizer, default_data_collator, bytes_per_token=4.0, sample_prompts=["Once"],
                                chat=False, seq_len=64)
     return trainer, args
@@ -116,6 +123,32 @@ def test_nan_guard_stops_training_and_keeps_the_last_good_checkpoint(tiny_model_
         run.train(trainer, args)
     assert {p for p in os.listdir(tmp_path) if p.startswith("checkpoint")} == {"checkpoint-10"}
     assert trainer.state.global_step == 15
+
+
+@pytest.mark.parametrize("steps, budget, decay", [(1, None, 0.1), (16, None, 1.2), (40, 0.3, None)])
+def test_the_default_weight_decay_follows_the_passes_over_the_training_data(tiny_model_dir, tmp_path, steps, budget,
+                                                                            decay):
+    """No --weight_decay: 0.1 for a run that sees its 8 windows half a time, 1.2 for one that sees them 8 times; under
+    a time budget, the value for the steps it planned. Norms and biases are never decayed; the card names the value."""
+    trainer, args = tiny_trainer(tiny_model_dir, tmp_path, windows=8, max_steps=steps, time_budget=budget,
+                                 eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
+    run.train(trainer, args)
+    steps = trainer.state.global_step
+    if decay is None:  # the budget's plan: 40 steps at most, at 4 windows a step over 8 windows
+        assert 0 < trainer.budget.total_steps <= 40 and steps == trainer.budget.total_steps
+        decay = weight_decay_for_passes(steps * 4 / 8)
+    groups = trainer.optimizer.param_groups
+    assert sorted(g["weight_decay"] for g in groups) == [0.0, decay, decay] and args.weight_decay == decay
+    assert all(p.ndim == 1 for g in groups if g["weight_decay"] == 0 for p in g["params"])
+    assert weight_decay_for_passes(0.5) == 0.1 and weight_decay_for_passes(8) == 1.2
+    assert weight_decay_for_passes(4) == 0.1 < weight_decay_for_passes(5) < weight_decay_for_passes(7) < 1.2
+
+
+def test_a_weight_decay_given_is_kept(tiny_model_dir, tmp_path):
+    trainer, args = tiny_trainer(tiny_model_dir, tmp_path, windows=8, max_steps=16, weight_decay=0.3,
+                                 eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
+    run.train(trainer, args)
+    assert sorted(g["weight_decay"] for g in trainer.optimizer.param_groups) == [0.0, 0.3, 0.3]
 
 
 def test_muon_steps_hidden_matrices_along_the_orthogonalised_gradient_and_resumes(tiny_model_dir, tmp_path):
@@ -213,6 +246,9 @@ def test_time_budget_sets_the_steps_so_the_schedule_ends_with_the_budget(tmp_pat
     card = (out / "README.md").read_text()
     assert f"| steps | {steps} |" in card and f"| tokens seen | {steps * 8 * 128} |" in card
     assert "| time budget | 0.5 minutes |" in card
+    corpus = int(re.search(r"\| training tokens in corpus \| (\d+) \|", card).group(1))
+    passes = steps * 8 * 128 / corpus  # the weight decay chosen for them, and named with them
+    assert f"| weight decay | {weight_decay_for_passes(passes):g} (for {passes:.1f} passes over the" in card
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):

@@ -28,7 +28,6 @@ def default_intermediate_size(hidden_size: int, mlp: str, multiple_of: int = 32)
 
 class TinyLMConfig(PreTrainedConfig):
     model_type = "tinylm"
-    keys_to_ignore_at_inference = ["cache"]
 
     family: str = "gpt"
     vocab_size: int = 4096

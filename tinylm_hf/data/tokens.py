@@ -123,8 +123,7 @@ class TokenWindows:
     sequential: window i starts at i * block_size (every token seen once per epoch; the Trainer shuffles order).
     random: window i starts at an offset drawn from (seed, epoch, i): other windows at every pass over the data, as
     nanoGPT draws them, so a model that sees a small corpus many times does not see the same windows again (the
-    Trainer sets the epoch: accelerate's data loader calls `set_epoch` on a dataset that has it; in one process only:
-    under torchrun it calls its sampler's instead, and each pass repeats the first one's windows).
+    epoch is set at every pass by `training.callbacks.DataEpochCallback`, in every process).
     Each item is {"input_ids": ids, "labels": ids}: the model shifts labels itself.
     The memmap is opened lazily in each process, so workers and DDP ranks share the page cache.
     """

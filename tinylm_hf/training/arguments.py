@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..hardware import bf16_is_fast, check_precision
 from ..tokenizer import describe_kind
 from .callbacks import UNPLANNED_STEPS
+from .optimizer import weight_decay_for_passes
 
 
 TOKENIZER_TYPE_HELP = ("the tokenizer to train: bpe (byte-level BPE) | bytes (256 byte tokens, no merges) | words "
@@ -99,9 +100,9 @@ class TokenizerArguments:
 @dataclass
 class TinyLMTrainingArguments(TrainingArguments):
     """TrainingArguments with defaults for small models: Muon for the hidden matrices and AdamW (0.9, 0.95) for the
-    rest at 6e-3, weight decay 0.1, warmup then cosine
-    decay to 10% of the peak, clipping at 1.0, evaluation and checkpoints every fifth of the run, best model kept;
-    with no --max_steps, a time budget of `default_time_budget` minutes sets the number of steps."""
+    rest at 6e-3, weight decay by the passes over the data (0.1 to 1.2), warmup then cosine decay to 10% of the peak,
+    clipping at 1.0, evaluation and checkpoints every fifth of the run, best model kept; with no --max_steps, a
+    time budget of `default_time_budget` minutes sets the number of steps."""
 
     default_time_budget: ClassVar[float] = 7.0
 
@@ -127,9 +128,10 @@ class TinyLMTrainingArguments(TrainingArguments):
                 "names; 1e-3 is its learning rate for these models)"})
     learning_rate: float = 6e-3
     adam_beta2: float = 0.95
-    weight_decay: float = field(default=0.1, metadata={
-        "help": "decoupled weight decay; for a small corpus seen many times in the run, 1.2 (README, \"Quality "
-                "per minute\")"})
+    weight_decay: float | None = field(default=None, metadata={
+        "help": "decoupled weight decay. Default: from the passes the run makes over its training data, as the "
+                "time budget or --max_steps sets them: 0.1 up to 4 passes, 1.2 from 8 (a small corpus seen many "
+                "times overfits), between on a log scale (README, \"Quality per minute\")"})
     max_grad_norm: float = 1.0
     warmup_steps: float = 0.05
     lr_scheduler_type: str = "cosine_with_min_lr"
@@ -178,6 +180,9 @@ class TinyLMTrainingArguments(TrainingArguments):
             raise UserError(f"--optimizer {self.optimizer!r}: use adamw or muon")
         if self.compile not in ("auto", "on", "off"):
             raise UserError(f"--compile {self.compile!r}: use auto, on or off")
+        self.auto_weight_decay = self.weight_decay is None  # chosen once the steps are known: PassWeightDecayCallback
+        if self.auto_weight_decay:
+            self.weight_decay = weight_decay_for_passes(0)  # until then: the groups it marks as decayed are decayed
         self.started = time.time()  # the time budget's clock
         if self.time_budget is None and self.max_steps <= 0:
             self.time_budget = self.default_time_budget

@@ -18,7 +18,7 @@ from transformers.trainer_callback import ProgressCallback
 
 from ..errors import UserError
 from ..files import written_whole
-from .optimizer import MuonAdamW, muon_groups
+from .optimizer import MuonAdamW, muon_groups, weight_decay_for_passes
 
 
 class LogMetricsCallback(TrainerCallback):
@@ -240,6 +240,38 @@ class TimeBudgetCallback(TrainerCallback):
                             f"cosine_with_min_lr, linear, constant_with_warmup or wsd")
         factor = shape.lr_lambdas[0]
         return lambda step: factor(min(reference, round(step * reference / max(self.total_steps, 1))))
+
+
+class DataEpochCallback(TrainerCallback):
+    """The training set's epoch, set at the start of every pass over it, for a dataset that draws by epoch
+    (`TokenWindows(random=True)`: other windows at every pass). accelerate's data loader sets it in one process only;
+    under torchrun it sets its sampler's, and every pass would draw the first one's windows again."""
+
+    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        dataset = getattr(train_dataloader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(math.floor(state.epoch + 1e-6))  # the whole passes made: 0 at the start, k after k
+
+
+class PassWeightDecayCallback(TrainerCallback):
+    """No --weight_decay given: the weight decay that suits the number of passes the run makes over its training data
+    (`optimizer.weight_decay_for_passes`): the planned steps times the windows a step takes, over the windows in the
+    training set. Set before every step on the decayed parameter groups (norms and biases stay at 0) and on
+    `args.weight_decay` (the model card's figure), so a time budget's plan, which moves the steps, moves it too."""
+
+    def __init__(self, windows: int, windows_per_step: int):
+        self.windows, self.windows_per_step = windows, windows_per_step
+        self.passes: float | None = None  # None until the number of steps is known
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        if state.max_steps >= UNPLANNED_STEPS:  # a time budget that has not planned yet: the first, compiling steps
+            return
+        self.passes = state.max_steps * self.windows_per_step / max(self.windows, 1)
+        decay = weight_decay_for_passes(self.passes)
+        for group in optimizer.param_groups:
+            if group["weight_decay"]:
+                group["weight_decay"] = decay
+        args.weight_decay = decay
 
 
 class SnapshotCallback(TrainerCallback):

@@ -66,6 +66,8 @@ class InstructTrainingArguments(TinyLMTrainingArguments):
     train_sampling_strategy: str = field(default="group_by_length", metadata={
         "help": "group_by_length (default: batches of chats of similar length, 2%% padding instead of 21%% on the "
                 "embedded records, ~1.2x the steps per minute) | random | sequential | batch_rebalance"})
+    weight_decay: float | None = field(default=0.1, metadata={
+        "help": "decoupled weight decay (fine-tuning keeps the pretrained weights' scale: no choice by passes here)"})
     default_time_budget: ClassVar[float] = 7.0
 
 

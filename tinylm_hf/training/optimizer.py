@@ -11,6 +11,8 @@ parameter. Embeddings, the output head, norms and biases stay with AdamW, as in 
 iterations run in the gradient's dtype.
 """
 
+import math
+
 import torch
 
 # the quintic iteration's coefficients (Jordan et al.; the defaults of torch.optim.Muon)
@@ -83,3 +85,13 @@ def describe(args) -> str:
     """The optimizer as the model card names it."""
     name = "Muon (hidden matrices) + AdamW" if args.optimizer == "muon" else args.optim
     return f"{name}, betas ({args.adam_beta1}, {args.adam_beta2})"
+
+
+def weight_decay_for_passes(passes: float) -> float:
+    """The default weight decay of a run that makes `passes` passes over its training data: 0.1 (the published
+    recipes' value) up to 4 passes, 1.2 from 8, log-linear between. Measured on TinyStories' 515K-token sample
+    (README, "Quality per minute"): seen 9 times in 10 minutes, 1.2 gave 0.936x the stock Llama's bits per byte
+    where 0.1 gave 0.98x; seen 3 times in 4 minutes, 0.1 gave 0.869x. On the quickstart's corpus, seen 2-3 times,
+    1.2 raised the validation loss from 0.297 to 0.431."""
+    share = min(max(math.log(max(passes, 1e-9) / 4) / math.log(2), 0.0), 1.0)
+    return round(0.1 * 12 ** share, 3)

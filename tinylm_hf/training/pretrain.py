@@ -121,5 +121,8 @@ def hyperparameters(args, block_size: int, meta: dict | None, steps: int) -> dic
            "precision": "bf16 autocast" if args.bf16 else "fp32", "seed": args.seed}
     if meta:
         out["training tokens in corpus"] = meta["splits"]["train"]["tokens"]
+        if args.auto_weight_decay:  # chosen by the run (PassWeightDecayCallback): say from what
+            passes = out["tokens seen"] / max(out["training tokens in corpus"], 1)
+            out["weight decay"] = f"{args.weight_decay:g} (for {passes:.1f} passes over the training tokens)"
     return out
 

@@ -107,9 +107,12 @@ def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_colla
         budget = cb.TimeBudgetCallback(args.started, args.time_budget, after_training=after_training,
                                        eval_guess_steps=len(eval_dataset) / batch / 3,
                                        cap=args.step_cap)
-    callbacks = [throughput, cb.BitsPerByteCallback(bytes_per_token), nan_guard, samples, cb.LossPlotCallback()]
+    callbacks = [throughput, cb.BitsPerByteCallback(bytes_per_token), nan_guard, samples, cb.LossPlotCallback(),
+                 cb.DataEpochCallback()]
     if args.snapshots:
         callbacks.append(cb.SnapshotCallback())
+    if args.auto_weight_decay:
+        callbacks.append(cb.PassWeightDecayCallback(len(train_dataset), batch))
     trainer = cb.TinyLMTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                                processing_class=tokenizer, data_collator=data_collator,
                                callbacks=callbacks + ([budget] if budget else []))
