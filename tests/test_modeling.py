@@ -169,6 +169,27 @@ def test_hidden_states_and_attention_weights_equal_the_stock_models(family, to, 
     assert model(x).hidden_states is None and model(x).attentions is None  # only when asked for
 
 
+@pytest.mark.parametrize("family,to,back", [("gpt", to_gpt2, from_gpt2), ("llama", to_llama, from_llama)])
+def test_dropout_on_the_residual_branches_and_on_the_attention_weights_apart(family, to, back):
+    """`dropout` masks the embeddings and the residual branches, `attention_dropout` the attention weights (rows no
+    longer sum to 1); each only in training, each carried to the stock config's field where it has one."""
+    x = torch.randint(3, 97, (2, 30))
+    for dropout, attention_dropout in [(0.3, 0.0), (0.0, 0.3)]:
+        model = make(family, dropout=dropout, attention_dropout=attention_dropout)
+        model.config._attn_implementation = "eager"
+        with torch.no_grad():
+            plain = model(x, output_attentions=True)
+            masked = model.train()(x, output_attentions=True)
+        assert not torch.allclose(plain.logits, masked.logits)  # each kind of dropout acts in training
+        sums = torch.stack([a.sum(-1) for a in masked.attentions])
+        assert torch.allclose(sums, torch.ones_like(sums)) == (attention_dropout == 0)
+        restored = back(to(model.eval())).config
+        assert restored.attention_dropout == attention_dropout  # GPT-2's attn_pdrop, Llama's attention_dropout
+        assert restored.dropout == (dropout if family == "gpt" else 0.0)  # Llama has no residual dropout
+    with pytest.raises(ValueError, match="attention_dropout=1.0 must be in"):
+        TinyLMConfig(attention_dropout=1.0)
+
+
 def test_stock_gpt2_with_the_default_special_ids_beyond_a_small_vocabulary_converts(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -43,7 +43,8 @@ class TinyLMConfig(PreTrainedConfig):
     norm_eps: float = 1e-5
     mlp: str | None = None  # "gelu" | "swiglu"
     bias: bool | None = None  # biases in linear layers and LayerNorm
-    dropout: float = 0.0
+    dropout: float = 0.0  # on the embeddings and on each block's two residual branches (GPT-2's resid/embd_pdrop)
+    attention_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop); its masks are (B, H, T, S)
     tie_word_embeddings: bool = True
     initializer_range: float = 0.02
     use_cache: bool = True
@@ -85,8 +86,9 @@ class TinyLMConfig(PreTrainedConfig):
         if self.position_embedding == "rope" and self.head_dim % 2:
             raise ValueError(f"position_embedding='rope' needs an even head_dim (hidden_size / num_attention_heads), "
                              f"got {self.head_dim}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
+        for field in ("dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, field) < 1.0:
+                raise ValueError(f"{field}={getattr(self, field)} must be in [0, 1)")
         for field in ("bos_token_id", "eos_token_id", "pad_token_id"):
             value = getattr(self, field)
             if value is not None and not 0 <= value < self.vocab_size:

@@ -55,7 +55,7 @@ def to_llama(model: TinyLMForCausalLM) -> LlamaForCausalLM:
         num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
         num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
         rms_norm_eps=c.norm_eps, tie_word_embeddings=c.tie_word_embeddings, attention_bias=bool(c.bias),
-        mlp_bias=bool(c.bias), attention_dropout=c.dropout, hidden_act="silu",
+        mlp_bias=bool(c.bias), attention_dropout=c.attention_dropout, hidden_act="silu",
         rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta}, **_ids(c),
     )
     ours = model.state_dict()
@@ -91,7 +91,7 @@ def from_llama(model: LlamaForCausalLM) -> TinyLMForCausalLM:
         num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
         num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
         norm_eps=c.rms_norm_eps, tie_word_embeddings=c.tie_word_embeddings, bias=c.attention_bias,
-        rope_theta=theta, dropout=float(c.attention_dropout), **_ids(c, c.vocab_size),
+        rope_theta=theta, attention_dropout=float(c.attention_dropout), **_ids(c, c.vocab_size),
     )
     theirs = model.state_dict()
     ours = {"model.embed_tokens.weight": theirs["model.embed_tokens.weight"],
@@ -119,7 +119,7 @@ def to_gpt2(model: TinyLMForCausalLM) -> GPT2LMHeadModel:
         vocab_size=c.vocab_size, n_positions=c.max_position_embeddings, n_embd=c.hidden_size,
         n_layer=c.num_hidden_layers, n_head=c.num_attention_heads, n_inner=c.intermediate_size,
         activation_function="gelu", layer_norm_epsilon=c.norm_eps, resid_pdrop=c.dropout, embd_pdrop=c.dropout,
-        attn_pdrop=c.dropout, tie_word_embeddings=True, **_ids(c),
+        attn_pdrop=c.attention_dropout, tie_word_embeddings=True, **_ids(c),
     )
     return _build(GPT2LMHeadModel, config, _rename(model.state_dict(), _gpt2_names(c.num_hidden_layers), True))
 
@@ -159,7 +159,7 @@ def from_gpt2(model: GPT2LMHeadModel) -> TinyLMForCausalLM:
         family="gpt", vocab_size=c.vocab_size, hidden_size=c.n_embd, num_hidden_layers=c.n_layer,
         num_attention_heads=c.n_head, intermediate_size=c.n_inner or 4 * c.n_embd,
         max_position_embeddings=c.n_positions, norm_eps=c.layer_norm_epsilon, dropout=c.resid_pdrop,
-        **_ids(c, c.vocab_size),
+        attention_dropout=c.attn_pdrop, **_ids(c, c.vocab_size),
     )
     return _build(TinyLMForCausalLM, config, _rename(model.state_dict(), _gpt2_names(c.n_layer), False))
 

@@ -147,7 +147,7 @@ class TinyLMAttention(nn.Module):
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         y, weights = attention(
             self, q, k, v, attention_mask,
-            dropout=self.config.dropout if self.training else 0.0, scaling=self.scaling, **kwargs,
+            dropout=self.config.attention_dropout if self.training else 0.0, scaling=self.scaling, **kwargs,
         )  # (B, T, H, D)
         return self.o_proj(y.reshape(B, T, -1).to(dtype)), weights  # (B, T, C), (B, H, T, S) or None
 
