@@ -219,18 +219,22 @@ def test_windows_sequential_and_random(sample_corpus, tiny_tokenizer, tmp_path):
     again = TokenWindows(str(tmp_path), "train", 64, random=True, seed=1)  # another worker or rank
     other = TokenWindows(str(tmp_path), "train", 64, random=True, seed=2)
     slices = np.lib.stride_tricks.sliding_window_view(ids, 64)
-    starts = []
-    for i in range(8):
-        window = rnd[i]["input_ids"].numpy()
-        assert window.tolist() == again[i]["input_ids"].tolist()  # the same window for (seed, i) everywhere
-        starts.append(int(np.flatnonzero((slices == window).all(axis=1))[0]))  # a real 64-token slice of the file
-        assert rnd[i]["labels"].tolist() == window.tolist()
-    assert any(start % 64 for start in starts) and len(set(starts)) == 8  # offsets off the grid, all different
-    assert [other[i]["input_ids"].tolist() for i in range(8)] != [rnd[i]["input_ids"].tolist() for i in range(8)]
-    first_pass = [rnd[i]["input_ids"].tolist() for i in range(8)]
-    rnd.set_epoch(1), again.set_epoch(1)  # the next pass over the data: other windows, the same on every rank
-    assert [rnd[i]["input_ids"].tolist() for i in range(8)] != first_pass
-    assert [rnd[i]["input_ids"].tolist() for i in range(8)] == [again[i]["input_ids"].tolist() for i in range(8)]
+
+    def offsets(windows):  # where each of the first 8 windows starts in the file, less its place on the grid
+        found = []
+        for i in range(8):
+            window = windows[i]["input_ids"].numpy()
+            assert windows[i]["labels"].tolist() == window.tolist()
+            found.append(int(np.flatnonzero((slices == window).all(axis=1))[0]) - 64 * i)  # a real 64-token slice
+        return found
+
+    first = offsets(rnd)
+    assert len(set(first)) == 1 and 0 < first[0] < 64  # one offset off the grid for the whole pass
+    assert offsets(again) == first and offsets(other) != first  # the same windows for a seed everywhere
+    last = min(64 * (len(rnd) - 1) + first[0], len(ids) - 64)  # the last window moved back within the file if need be
+    assert rnd[len(rnd) - 1]["input_ids"].tolist() == ids[last:last + 64].tolist()
+    rnd.set_epoch(1), again.set_epoch(1)  # the next pass over the data: another offset, the same on every rank
+    assert offsets(rnd) != first and offsets(rnd) == offsets(again)
     with pytest.raises(UserError, match="block_size"):
         TokenWindows(str(tmp_path), "validation", 10**7)
 

@@ -121,9 +121,10 @@ class TokenWindows:
     """`block_size`-token windows of a token file, for the Trainer (a map-style dataset).
 
     sequential: window i starts at i * block_size (every token seen once per epoch; the Trainer shuffles order).
-    random: window i starts at an offset drawn from (seed, epoch, i): other windows at every pass over the data, as
-    nanoGPT draws them, so a model that sees a small corpus many times does not see the same windows again (the
-    epoch is set at every pass by `training.callbacks.DataEpochCallback`, in every process).
+    random: the whole grid of windows moves by one offset in [0, block_size), drawn from (seed, epoch): other windows
+    at every pass over the data, so a model that sees a small corpus many times does not see the same windows again,
+    yet every token is still seen once a pass (windows drawn one by one at random, as nanoGPT does, leave some out;
+    the epoch is set at every pass by `training.callbacks.DataEpochCallback`, in every process).
     Each item is {"input_ids": ids, "labels": ids}: the model shifts labels itself.
     The memmap is opened lazily in each process, so workers and DDP ranks share the page cache.
     """
@@ -154,11 +155,10 @@ class TokenWindows:
     def __getitem__(self, i: int) -> dict:
         import torch
 
-        if self.random:
-            rng = np.random.default_rng((self.seed, self.epoch, i))
-            start = int(rng.integers(0, self.n_tokens - self.block_size))
-        else:
-            start = i * self.block_size
+        start = i * self.block_size
+        if self.random:  # the same offset for every window of this pass, in every process
+            start += int(np.random.default_rng((self.seed, self.epoch)).integers(0, self.block_size))
+            start = min(start, self.n_tokens - self.block_size)
         ids = torch.from_numpy(self.tokens[start:start + self.block_size].astype(np.int64))
         return {"input_ids": ids, "labels": ids}
 

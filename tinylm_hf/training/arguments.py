@@ -72,7 +72,8 @@ class DataArguments:
                 "here is never overwritten with another tokenizer's files unless --rebuild_tokens)"})
     rebuild_tokens: bool = field(default=False, metadata={"help": "rebuild the token files even if they match"})
     random_windows: bool = field(default=False, metadata={
-        "help": "windows at random offsets, drawn anew at every pass over the data, instead of in order"})
+        "help": "other windows at every pass over the data: the grid of windows moves by an offset drawn anew at each "
+                "pass (every token still seen once a pass), instead of the same windows every pass"})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for tokenizing"})
 
     def corpus_kwargs(self, seed: int) -> dict:
