@@ -17,7 +17,8 @@ scored on its own tokens of the same validation text; bits per byte make the two
 each, one after the other (never two at once):
 
 - `tinylm`: `python run_pretrain.py --time_budget MINUTES` on those files with every default of this project for
-  that budget (the `quickstart` shape, optimizer, schedule, precision, compile, attention);
+  that budget (the shape: `quickstart`, from 10 minutes `quickstart-deep`; optimizer, schedule, precision, compile,
+  attention);
 - `LlamaForCausalLM` and `GPT2LMHeadModel` of about the same parameter count, through the `Trainer` with the standard
   small-model recipe (AdamW betas 0.9 / 0.95, weight decay 0.1, learning rate 3e-3, cosine to 10% after a 5%
   warm-up, clipping 1.0, bf16 autocast where the CPU has bf16 units), each with and without `torch_compile`. They
@@ -25,7 +26,10 @@ each, one after the other (never two at once):
   budget), so the comparison is about the model and the recipe, not about who guessed the step count better.
 
 Each run's budget counts from the start of its process (imports, loading the token files, compiling, training,
-evaluation, saving). Every final model is then scored here by one function over the whole validation file.
+evaluation, saving). Before a compiled run, the same command runs 4 steps untimed, so that every compiled run finds
+torch.compile's cache warm, as a second run on a machine does (`--cold` leaves that out: on a fresh machine the first
+compiled run then spends 1-2 minutes of its budget compiling, the runs after it seconds). Every final model is then
+scored here by one function over the whole validation file.
 Prints the table and writes `time_to_quality.json`: a list of rows with `model`, `compiled`, `params`, `steps`,
 `tokens`, `eval_loss`, `bpb` (and `ratio`, the row's bits per byte over the better stock Llama's).
 """
@@ -67,13 +71,14 @@ def prepare(work: str, data_args) -> tuple[str, str]:
     return tokenizer_dir, token_dir
 
 
-def stock_model(name: str, vocab: int, tokenizer):
-    """A stock model of about the quickstart's size: hidden 128, 4 layers, 4 heads, context 256, tied embeddings."""
+def stock_model(name: str, vocab: int, tokenizer, minutes: float):
+    """A stock model of the shape run_pretrain.py chooses for the budget (`presets.for_budget`: hidden 128, 4 heads,
+    4 layers or 6 from 10 minutes), context 256, tied embeddings: the same parameter count as ours, or GPT-2's."""
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-    from tinylm_hf.presets import get_preset
+    from tinylm_hf.presets import for_budget, get_preset
 
-    ours = get_preset("quickstart", vocab_size=vocab)
+    ours = get_preset(for_budget(minutes), vocab_size=vocab)
     ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                pad_token_id=tokenizer.pad_token_id)
     if name == "LlamaForCausalLM":
@@ -86,8 +91,10 @@ def stock_model(name: str, vocab: int, tokenizer):
                                       n_head=ours.num_attention_heads, n_positions=BLOCK, **ids))
 
 
-def train_stock(name: str, compiled: bool, minutes: float, tokenizer_dir: str, token_dir: str, out: str) -> None:
-    """One stock run (in its own process): the Trainer, the standard recipe, the same time budget as ours."""
+def train_stock(name: str, compiled: bool, minutes: float, tokenizer_dir: str, token_dir: str, out: str,
+                max_steps: int | None = None) -> None:
+    """One stock run (in its own process): the Trainer, the standard recipe, the same time budget as ours
+    (max_steps: a cap, for the untimed warm-up)."""
     from transformers import default_data_collator
 
     from tinylm_hf.data.tokens import TokenWindows
@@ -97,9 +104,10 @@ def train_stock(name: str, compiled: bool, minutes: float, tokenizer_dir: str, t
 
     (args,) = parse_args((TinyLMTrainingArguments,), [
         "--output_dir", out, "--time_budget", str(minutes), "--compile", "on" if compiled else "off",
-        "--per_device_train_batch_size", str(BATCH), "--disable_tqdm", "true", *STOCK_RECIPE])
+        "--per_device_train_batch_size", str(BATCH), "--disable_tqdm", "true", *STOCK_RECIPE,
+        *(["--max_steps", str(max_steps)] if max_steps else [])])
     tokenizer = load_tokenizer(tokenizer_dir)
-    model = stock_model(name, len(tokenizer), tokenizer)
+    model = stock_model(name, len(tokenizer), tokenizer, minutes)
     train, valid = TokenWindows(token_dir, "train", BLOCK), TokenWindows(token_dir, "validation", BLOCK)
     trainer = run.make_trainer(model, args, train, valid, tokenizer, default_data_collator,
                                bytes_per_token=valid.bytes_per_token, sample_prompts=[], chat=False, seq_len=BLOCK)
@@ -131,6 +139,18 @@ def score(folder: str, token_dir: str) -> tuple[float, float, int]:
     return loss, loss / math.log(2) / valid.bytes_per_token, model.num_parameters()
 
 
+def compiles(name: str, flags_or_compiled, minutes: float) -> bool:
+    """Whether a run compiles: a compiled stock run, or ours where run_pretrain.py's --compile auto turns it on (a
+    budget of COMPILE_PAYS_MINUTES or more) and its flags do not turn it off."""
+    from tinylm_hf.training.arguments import COMPILE_PAYS_MINUTES
+
+    if name != "tinylm":
+        return bool(flags_or_compiled)
+    flags = flags_or_compiled.split()
+    chosen = flags[flags.index("--compile") + 1] if "--compile" in flags else "auto"
+    return chosen == "on" or (chosen == "auto" and minutes >= COMPILE_PAYS_MINUTES)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="the wall time of each run")
@@ -143,8 +163,12 @@ def main() -> None:
                              "one flag alone as --lever=--random_windows")
     parser.add_argument("--peers", nargs="+", choices=STOCK, default=list(STOCK), help="the stock models to run")
     parser.add_argument("--eager_peers", action="store_true", help="leave out the compiled stock runs")
+    parser.add_argument("--cold", action="store_true",
+                        help="no untimed warm-up before the compiled runs: each finds torch.compile's cache as the "
+                             "runs before it left it (a fresh machine: cold)")
     parser.add_argument("--stock", choices=STOCK, help=argparse.SUPPRESS)  # one stock run, in its own process
     parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--max_steps", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     add_results_argument(parser)
@@ -153,7 +177,7 @@ def main() -> None:
         parser.error("--peers: keep LlamaForCausalLM, the model every ratio is taken against")
     if a.stock:
         train_stock(a.stock, a.compiled, a.minutes, os.path.join(a.work, "tokenizer"), os.path.join(a.work, "tokens"),
-                    a.out)
+                    a.out, a.max_steps)
         return
     minutes = 0.4 if a.quick else a.minutes
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -183,6 +207,11 @@ def main() -> None:
             else:
                 command = [os.path.abspath(__file__), "--stock", name, "--minutes", str(minutes), "--work", work,
                            "--out", out, *(["--compiled"] if compiled else [])]
+            if compiles(name, compiled, minutes) and not a.cold:  # the same run, 4 steps, untimed: a warm cache
+                warm = [*command, "--max_steps", "4"] + (["--compile", "on"] if name == "tinylm" else [])
+                warm[warm.index("--out" if name != "tinylm" else "--output_dir") + 1] = out + "-warm-up"
+                subprocess.run([sys.executable, *warm], cwd=ROOT, env=env, capture_output=True, text=True)
+                start = time.time()
             proc = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.exit(f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")

@@ -251,6 +251,20 @@ def test_time_budget_sets_the_steps_so_the_schedule_ends_with_the_budget(tmp_pat
     assert f"| weight decay | {weight_decay_for_passes(passes):g} (for {passes:.1f} passes over the" in card
 
 
+@pytest.mark.parametrize("budget, layers", [(7, 4), (10, 6)])
+def test_the_default_shape_follows_the_time_budget(tmp_path, budget, layers):
+    """No --preset: the quickstart shape, with 6 layers instead of 4 for a budget of 10 minutes or more (a 2-step
+    run here: --max_steps caps what the budget would plan)."""
+    out = tmp_path / "shape"
+    args = [a for a in TINY_RUN if a not in ("--preset", "debug", "--max_steps", "40")]
+    proc = run_script(ROOT / "run_pretrain.py", *args, "--max_steps", "2", "--time_budget", budget, "--output_dir",
+                      out, check=True)
+    preset = "quickstart" if layers == 4 else "quickstart-deep"
+    assert f"model: the {preset} preset, llama family" in proc.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_hidden_layers"] == layers and config["hidden_size"] == 128
+
+
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     args = [*TINY_RUN, "--max_steps", "120", "--save_steps", "20", "--eval_steps", "20", "--logging_steps", "5",
             "--load_best_model_at_end", "false", "--save_total_limit", "10"]

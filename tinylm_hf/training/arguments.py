@@ -28,7 +28,9 @@ COMPILE_PAYS_MINUTES = 3  # torch.compile's 10-60 s pay back in runs of 500+ ste
 
 @dataclass
 class ModelArguments:
-    preset: str = field(default="quickstart", metadata={"help": "model shape: see `python -m tinylm_hf.presets`"})
+    preset: str | None = field(default=None, metadata={
+        "help": "model shape: see `python -m tinylm_hf.presets`. Default: quickstart, or quickstart-deep (6 layers) "
+                "for a --time_budget of 10+ minutes"})
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "continue from this model folder or Hub id instead of a fresh preset"})
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) to pin"})
@@ -71,9 +73,9 @@ class DataArguments:
         "help": "token files folder (default: OUTPUT_DIR/tokens, rebuilt when the tokenizer changes; a folder named "
                 "here is never overwritten with another tokenizer's files unless --rebuild_tokens)"})
     rebuild_tokens: bool = field(default=False, metadata={"help": "rebuild the token files even if they match"})
-    random_windows: bool = field(default=False, metadata={
+    random_windows: bool = field(default=True, metadata={
         "help": "other windows at every pass over the data: the grid of windows moves by an offset drawn anew at each "
-                "pass (every token still seen once a pass), instead of the same windows every pass"})
+                "pass (every token still seen once a pass); --random_windows false: the same windows every pass"})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for tokenizing"})
 
     def corpus_kwargs(self, seed: int) -> dict:

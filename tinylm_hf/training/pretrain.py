@@ -15,7 +15,7 @@ from transformers import default_data_collator, set_seed
 from ..data import sources
 from ..data.tokens import TokenWindows, build_token_files
 from ..files import write_json, written_whole
-from ..presets import format_count
+from ..presets import for_budget, format_count
 from ..tokenizer import describe_kind, load_tokenizer, train_tokenizer
 from . import optimizer, run
 from .arguments import DataArguments, ModelArguments, TinyLMTrainingArguments, parse_args
@@ -56,6 +56,7 @@ def get_tokenizer(model_args, source: str, corpus, args):
 
 def main(argv: list[str]) -> dict:
     model_args, data_args, args = parse_args((ModelArguments, DataArguments, TinyLMTrainingArguments), argv)
+    model_args.preset = model_args.preset or for_budget(args.time_budget)
     run.prepare_output_dir(args)
     set_seed(args.seed)
     corpus = sources.load_corpus(data_args.dataset, **data_args.corpus_kwargs(args.seed))
@@ -72,8 +73,9 @@ def main(argv: list[str]) -> dict:
     eval_set = TokenWindows(token_dir, "validation", block_size)
     n_params = model.num_parameters()
     length = f"a {args.time_budget:g}-minute budget" if args.time_budget else f"{args.max_steps:,} steps"
-    print(f"model: {model.config.family} family, {format_count(n_params)} parameters; {len(train_set):,} training "
-          f"windows of {block_size} tokens; precision {'bf16 autocast' if args.bf16 else 'fp32'}"
+    shape = "" if model_args.model_name_or_path else f"the {model_args.preset} preset, "
+    print(f"model: {shape}{model.config.family} family, {format_count(n_params)} parameters; {len(train_set):,} "
+          f"training windows of {block_size} tokens; precision {'bf16 autocast' if args.bf16 else 'fp32'}"
           f"{', compiled' if args.torch_compile else ''}; {args.world_size} "
           f"process{'es' if args.world_size > 1 else ''}; {length}")
 
