@@ -139,16 +139,14 @@ def score(folder: str, token_dir: str) -> tuple[float, float, int]:
     return loss, loss / math.log(2) / valid.bytes_per_token, model.num_parameters()
 
 
-def compiles(name: str, flags_or_compiled, minutes: float) -> bool:
-    """Whether a run compiles: a compiled stock run, or ours where run_pretrain.py's --compile auto turns it on (a
-    budget of COMPILE_PAYS_MINUTES or more) and its flags do not turn it off."""
-    from tinylm_hf.training.arguments import COMPILE_PAYS_MINUTES
+def compiles(name: str, command: list[str]) -> bool:
+    """Whether a run (its command line) compiles: a stock run given --compiled, or ours where run_pretrain.py's own
+    arguments turn compile on (`--compile auto`: a budget of 3+ minutes, a C++ compiler at hand)."""
+    from tinylm_hf.training.arguments import DataArguments, ModelArguments, TinyLMTrainingArguments, parse_args
 
     if name != "tinylm":
-        return bool(flags_or_compiled)
-    flags = flags_or_compiled.split()
-    chosen = flags[flags.index("--compile") + 1] if "--compile" in flags else "auto"
-    return chosen == "on" or (chosen == "auto" and minutes >= COMPILE_PAYS_MINUTES)
+        return "--compiled" in command
+    return parse_args((ModelArguments, DataArguments, TinyLMTrainingArguments), command[1:])[2].torch_compile
 
 
 def main() -> None:
@@ -207,7 +205,7 @@ def main() -> None:
             else:
                 command = [os.path.abspath(__file__), "--stock", name, "--minutes", str(minutes), "--work", work,
                            "--out", out, *(["--compiled"] if compiled else [])]
-            if compiles(name, compiled, minutes) and not a.cold:  # the same run, 4 steps, untimed: a warm cache
+            if not a.cold and compiles(name, command):  # the same run, 4 steps, untimed: a warm cache
                 warm = [*command, "--max_steps", "4"] + (["--compile", "on"] if name == "tinylm" else [])
                 warm[warm.index("--out" if name != "tinylm" else "--output_dir") + 1] = out + "-warm-up"
                 subprocess.run([sys.executable, *warm], cwd=ROOT, env=env, capture_output=True, text=True)
