@@ -228,7 +228,8 @@ def test_time_budget_sets_the_steps_so_the_schedule_ends_with_the_budget(tmp_pat
     run.make_trainer = make_trainer
     start = time.time()
     try:
-        main([*args, "--time_budget", str(budget), "--output_dir", str(out), "--disable_tqdm", "true"])
+        main([*args, "--time_budget", str(budget), "--output_dir", str(out), "--disable_tqdm", "true",
+              "--logging_steps", "1"])  # every step's rate logged: the last one is the final step's
     finally:
         run.make_trainer = original
     elapsed = time.time() - start
