@@ -4,11 +4,17 @@ transformers (tinylm_hf is never imported), generate a story, and check that it 
 the training corpus, several sentences. Prints a JSON line with the figures.
 
     python benchmarks/check_quickstart.py outputs/quickstart [--seconds 305 --budget_minutes 5]
-        [--instruct outputs/quickstart-instruct]   # also: the tuned model's word_inclusion >= 0.6 and >= 2x base
+        [--instruct outputs/quickstart-instruct]   # also: the tuned model's word_inclusion >= 0.6, with at most
+                                                   # half the base model's share of required words missed
         [--instruct_seconds 244 --instruct_budget_minutes 4]
 
 A run keeps its time budget when it took at most 5% more than the budget (`--time_budget`, the scripts' default
 when no --max_steps is given).
+
+Instruction tuning must show in word_inclusion (the share of a prompt's required Words that the answer uses): the tuned
+model reaches 0.6 and misses at most half as many of them as the base model did. (A ratio of the shares, "2x the base
+model", cannot be met once the base model copies half the words from the prompt: a better pretrained model would fail
+the gate. Halving the misses holds for any base score below 1.)
 """
 
 import argparse
@@ -58,10 +64,16 @@ def main() -> int:
     if args.instruct:
         tuned = json.load(open(os.path.join(args.instruct, "eval_results.json")))
         base, after = tuned["base"]["word_inclusion"], tuned["tuned"]["word_inclusion"]
-        print(f"word_inclusion: base {base}, tuned {after} ({after / max(base, 1e-9):.1f}x)")
-        ok = ok and after >= 0.6 and after >= 2 * base
+        print(f"word_inclusion: base {base}, tuned {after} (required words missed: {1 - base:.1%} -> {1 - after:.1%})")
+        ok = ok and tuning_shows(base, after)
     print("quickstart check:", "passed" if ok else "FAILED")
     return 0 if ok else 1
+
+
+def tuning_shows(base: float, tuned: float) -> bool:
+    """The instruction-tuning gate on word_inclusion: the tuned model reaches 0.6 and misses at most half the share
+    of required words the base model missed."""
+    return tuned >= 0.6 and 1 - tuned <= (1 - base) / 2
 
 
 if __name__ == "__main__":

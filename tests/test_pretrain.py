@@ -85,6 +85,41 @@ def test_callbacks_through_a_real_trainer_run(tiny_model_dir):
     assert results["eval_loss"] == pytest.approx(min(e["eval_loss"] for e in eval_logs), abs=1e-3)  # best kept
 
 
+
+def test_evaluations_during_training_score_a_spread_part_and_the_final_model_all_windows(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from tinylm_hf.training.pretrain import main
+
+    out = tmp_path / "part"
+    main([*TINY_RUN, "--eval_windows", "5", "--precision", "fp32", "--output_dir", str(out), "--disable_tqdm", "true"])
+    windows = TokenWindows(str(out / "tokens"), "validation", 128)
+    assert len(windows) > 5
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+
+    def loss(items) -> float:  # the mean of the windows' losses (each window has the same number of tokens)
+        with torch.no_grad():
+            return sum(model(input_ids=w["input_ids"][None], labels=w["labels"][None]).loss.item()
+                       for w in items) / len(items)
+
+    part = [windows[i] for i in windows.spread(5).indices]
+    assert [int(w["input_ids"][0]) for w in part[::4]] == [int(windows[0]["input_ids"][0]),
+                                                           int(windows[len(windows) - 1]["input_ids"][0])]
+    history = state(out / "checkpoint-40")["log_history"]
+    logged = {e["step"]: e["eval_loss"] for e in history if "eval_loss" in e}
+    assert sorted(logged) == [20, 40]
+    best = min(logged, key=logged.get)  # the final model is the best evaluation's
+    assert logged[best] == pytest.approx(loss(part), abs=2e-4)
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["eval_loss"] == pytest.approx(loss([windows[i] for i in range(len(windows))]), abs=2e-4)
+    assert abs(results["eval_loss"] - logged[best]) > 1e-3  # the two sets differ: the check above can fail
+    meta = json.loads((out / "tokens" / "meta.json").read_text())["splits"]["validation"]
+    assert results["eval_bpb"] == pytest.approx(results["eval_loss"] / math.log(2) / (meta["bytes"] / meta["tokens"]),
+                                                rel=1e-3)
+    samples = [json.loads(line)["step"] for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert samples == [20] * 3 + [40] * 3  # the final evaluation adds no samples (nor snapshots)
+    assert sorted(os.listdir(out / "snapshots")) == ["step-20", "step-40"]
+
 class BreakTheWeights(TrainerCallback):
     """A fault: the weights become NaN after step `at`."""
 
@@ -229,7 +264,8 @@ def test_time_budget_sets_the_steps_so_the_schedule_ends_with_the_budget(tmp_pat
     start = time.time()
     try:
         main([*args, "--time_budget", str(budget), "--output_dir", str(out), "--disable_tqdm", "true",
-              "--logging_steps", "1"])  # every step's rate logged: the last one is the final step's
+              "--logging_steps", "1",  # every step's rate logged: the last one is the final step's
+              "--eval_windows", "5"])  # the final model's evaluation on all windows, after training, fits in too
     finally:
         run.make_trainer = original
     elapsed = time.time() - start

@@ -76,6 +76,9 @@ class DataArguments:
     random_windows: bool = field(default=True, metadata={
         "help": "other windows at every pass over the data: the grid of windows moves by an offset drawn anew at each "
                 "pass (every token still seen once a pass); --random_windows false: the same windows every pass"})
+    eval_windows: int = field(default=256, metadata={
+        "help": "validation windows scored at each evaluation during training, spread evenly over the validation split "
+                "(0: all of them); the model the run ends with is scored on all of them (eval_results.json, the card)"})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for tokenizing"})
 
     def corpus_kwargs(self, seed: int) -> dict:

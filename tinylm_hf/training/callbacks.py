@@ -51,11 +51,14 @@ class TinyLMTrainer(Trainer):
         self._created_lr_scheduler = True
         return self.lr_scheduler
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+    def add_figures(self, logs: dict[str, float]) -> dict[str, float]:
         for callback in self.callback_handler.callbacks:
             if isinstance(callback, LogMetricsCallback):
                 callback.update_logs(logs, self.state, self.control)
-        super().log(logs, start_time)
+        return logs
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        super().log(self.add_figures(logs), start_time)
 
 
 def flops_per_token(model, seq_len: int) -> float:
@@ -144,17 +147,20 @@ class TimeBudgetCallback(TrainerCallback):
     evaluation and saving all count). From the measured time of a step (the first `skip` steps, which compile, left
     out; the median of the last 50, so a slow step does not swing it), of an evaluation with its checkpoint (until
     one is measured: a guess from the evaluation set's size), and of the work the script still has to do after
-    training (`after_training` seconds), it sets the number of steps: `total_steps`, which the schedule of
-    `TinyLMTrainer` follows, so warm-up and decay end when the budget does. It plans again every `every` steps, so
-    a change of speed (a recompilation, another job on the machine) moves the end, not the deadline. `cap`
+    training (`after_training` seconds, and the final model's evaluation when one follows training:
+    `final_eval_share` times an evaluation's measured runtime), it sets the number of steps: `total_steps`, which the
+    schedule of `TinyLMTrainer` follows, so warm-up and decay end when the budget does. It plans again every `every`
+    steps, so a change of speed (a recompilation, another job on the machine) moves the end, not the deadline. `cap`
     (--max_steps) bounds the steps. Under torchrun every rank follows rank 0's plan, so all stop at the same step.
     """
 
     def __init__(self, start: float, minutes: float, *, eval_guess_steps: float, after_training: float = 0.0,
-                 cap: int | None = None, skip: int = 2, every: int = 10):
+                 final_eval_share: float = 0.0, cap: int | None = None, skip: int = 2, every: int = 10):
         self.deadline = start + minutes * 60
         self.margin = 3.0 + 0.02 * minutes * 60  # seconds kept free: saving the final folder, the clock's noise
         self.eval_guess_steps, self.after_training, self.cap = eval_guess_steps, after_training, cap
+        self.final_eval_share = final_eval_share
+        self.eval_runtime: float | None = None  # seconds of the last evaluation's forward passes alone
         self.skip, self.every = skip, every
         self.total_steps = cap or UNPLANNED_STEPS  # until the first plan: only the first, compiling steps run under it
         self.step_times: list[float] = []
@@ -174,8 +180,10 @@ class TimeBudgetCallback(TrainerCallback):
         self.evaluated = False
         self.step_start = now
 
-    def on_evaluate(self, args, state, control, **kwargs):
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         self.evaluated = True
+        if metrics and "eval_runtime" in metrics:
+            self.eval_runtime = metrics["eval_runtime"]
 
     def on_step_end(self, args, state, control, **kwargs):
         self.step_end = time.time()
@@ -201,7 +209,9 @@ class TimeBudgetCallback(TrainerCallback):
         step, now = state.global_step, time.time()
         step_time = sorted(self.step_times)[len(self.step_times) // 2]
         eval_cost = self.eval_cost if self.eval_cost is not None else 2.0 + step_time * self.eval_guess_steps
-        left = self.deadline - now - self.margin - self.after_training - eval_cost  # the last evaluation included
+        eval_runtime = self.eval_runtime if self.eval_runtime is not None else step_time * self.eval_guess_steps
+        after = self.after_training + self.final_eval_share * eval_runtime
+        left = self.deadline - now - self.margin - after - eval_cost  # the last evaluation included
         per_step, on_the_way = step_time, 0.0  # the evaluations before the last one cost time too:
         if args.eval_strategy == "steps" and args.eval_steps < 1:  # every share of the run: a number of them
             on_the_way = max(0, math.ceil(1 / args.eval_steps - 1e-9) - 1 - self.done["eval"]) * eval_cost

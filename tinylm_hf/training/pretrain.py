@@ -71,6 +71,7 @@ def main(argv: list[str]) -> dict:
                                  rebuild=data_args.rebuild_tokens, owned=data_args.token_dir is None)
     train_set = TokenWindows(token_dir, "train", block_size, random=data_args.random_windows, seed=args.seed)
     eval_set = TokenWindows(token_dir, "validation", block_size)
+    eval_during = eval_set.spread(data_args.eval_windows)  # the evaluations during training: a cheaper, even part
     n_params = model.num_parameters()
     length = f"a {args.time_budget:g}-minute budget" if args.time_budget else f"{args.max_steps:,} steps"
     shape = "" if model_args.model_name_or_path else f"the {model_args.preset} preset, "
@@ -79,9 +80,9 @@ def main(argv: list[str]) -> dict:
           f"{', compiled' if args.torch_compile else ''}; {args.world_size} "
           f"process{'es' if args.world_size > 1 else ''}; {length}")
 
-    trainer = run.make_trainer(model, args, train_set, eval_set, tokenizer, default_data_collator,
+    trainer = run.make_trainer(model, args, train_set, eval_during, tokenizer, default_data_collator,
                                bytes_per_token=eval_set.bytes_per_token, sample_prompts=SAMPLE_PROMPTS, chat=False,
-                               seq_len=block_size)
+                               seq_len=block_size, final_eval_dataset=None if eval_during is eval_set else eval_set)
     run.train(trainer, args)
     metrics = run.final_metrics(trainer)
     samples = trainer.samples.generate(trainer.model)

@@ -93,10 +93,12 @@ def context_length(config, block_size: int | None) -> int:
 
 
 def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_collator, *, bytes_per_token,
-                 sample_prompts: list[str], chat: bool, seq_len: int, after_training: float = 0.0):
+                 sample_prompts: list[str], chat: bool, seq_len: int, after_training: float = 0.0,
+                 final_eval_dataset=None):
     """The Trainer with our callbacks; `trainer.samples`, `trainer.nan_guard` and `trainer.budget` (None without a
     --time_budget) are the ones the scripts read back. after_training: seconds the script needs once training is
-    over (the time budget keeps them free)."""
+    over (the time budget keeps them free). final_eval_dataset: where the evaluations during training score a part
+    of the validation set (eval_dataset), the whole of it, for the model the run ends with (`final_metrics`)."""
     peak = matmul_peak_flops(torch.bfloat16 if args.bf16 else torch.float32)
     batch = global_batch_size(args)
     throughput = cb.ThroughputCallback(batch * seq_len, cb.flops_per_token(model, seq_len), peak)
@@ -106,6 +108,8 @@ def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_colla
     if args.time_budget:
         budget = cb.TimeBudgetCallback(args.started, args.time_budget, after_training=after_training,
                                        eval_guess_steps=len(eval_dataset) / batch / 3,
+                                       final_eval_share=len(final_eval_dataset) / len(eval_dataset)
+                                       if final_eval_dataset is not None else 0.0,
                                        cap=args.step_cap)
     callbacks = [throughput, cb.BitsPerByteCallback(bytes_per_token), nan_guard, samples, cb.LossPlotCallback(),
                  cb.DataEpochCallback()]
@@ -117,6 +121,7 @@ def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_colla
                                processing_class=tokenizer, data_collator=data_collator,
                                callbacks=callbacks + ([budget] if budget else []))
     trainer.samples, trainer.nan_guard, trainer.budget = samples, nan_guard, budget
+    trainer.final_eval_dataset = final_eval_dataset
     progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)
     throughput.progress = progress
     if budget:
@@ -127,7 +132,15 @@ def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_colla
 def final_metrics(trainer) -> dict:
     """The validation figures of the model that training ended with (the best checkpoint with
     --load_best_model_at_end, else the last step), read from the log rather than evaluated again; evaluated only
-    when no evaluation saw that model. Floats rounded to 4 decimals."""
+    when no evaluation saw that model, or when the evaluations scored a part of the validation set: then on
+    `trainer.final_eval_dataset`, the whole of it, as `Trainer.predict` runs (no evaluation callbacks: no second
+    sample or snapshot of the same step). Floats rounded to 4 decimals."""
+    if trainer.final_eval_dataset is not None:
+        output = trainer.evaluation_loop(trainer.get_eval_dataloader(trainer.final_eval_dataset),
+                                         description="Final evaluation", prediction_loss_only=True,
+                                         metric_key_prefix="eval")
+        trainer.callback_handler.on_predict(trainer.args, trainer.state, trainer.control, output.metrics)
+        return round_metrics(trainer.add_figures(output.metrics))
     state = trainer.state
     best = trainer.args.load_best_model_at_end and state.best_model_checkpoint is not None
     step = state.best_global_step if best else state.global_step
