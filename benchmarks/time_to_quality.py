@@ -23,7 +23,8 @@ each, one after the other (never two at once):
   small-model recipe (AdamW betas 0.9 / 0.95, weight decay 0.1, learning rate 3e-3, cosine to 10% after a 5%
   warm-up, clipping 1.0, bf16 autocast where the CPU has bf16 units), each with and without `torch_compile`. They
   get the same time budget as ours (`TimeBudgetCallback`: the steps set so that the schedule ends with the
-  budget), so the comparison is about the model and the recipe, not about who guessed the step count better.
+  budget), so the comparison is about the model and the recipe, not about who guessed the step count better; their
+  evaluations during training score the same 256 spread validation windows as ours (`--eval_windows`).
 
 Each run's budget counts from the start of its process (imports, loading the token files, compiling, training,
 evaluation, saving). Before a compiled run, the same command runs 4 steps untimed, so that every compiled run finds
@@ -100,7 +101,7 @@ def train_stock(name: str, compiled: bool, minutes: float, tokenizer_dir: str, t
     from tinylm_hf.data.tokens import TokenWindows
     from tinylm_hf.tokenizer import load_tokenizer
     from tinylm_hf.training import run
-    from tinylm_hf.training.arguments import TinyLMTrainingArguments, parse_args
+    from tinylm_hf.training.arguments import DataArguments, TinyLMTrainingArguments, parse_args
 
     (args,) = parse_args((TinyLMTrainingArguments,), [
         "--output_dir", out, "--time_budget", str(minutes), "--compile", "on" if compiled else "off",
@@ -109,8 +110,11 @@ def train_stock(name: str, compiled: bool, minutes: float, tokenizer_dir: str, t
     tokenizer = load_tokenizer(tokenizer_dir)
     model = stock_model(name, len(tokenizer), tokenizer, minutes)
     train, valid = TokenWindows(token_dir, "train", BLOCK), TokenWindows(token_dir, "validation", BLOCK)
-    trainer = run.make_trainer(model, args, train, valid, tokenizer, default_data_collator,
-                               bytes_per_token=valid.bytes_per_token, sample_prompts=[], chat=False, seq_len=BLOCK)
+    # evaluations during training on the same spread part of the windows as ours (run_pretrain.py's --eval_windows
+    # default); the final model is scored by `score` outside the budget, so no final evaluation here
+    trainer = run.make_trainer(model, args, train, valid.spread(DataArguments.eval_windows), tokenizer,
+                               default_data_collator, bytes_per_token=valid.bytes_per_token, sample_prompts=[],
+                               chat=False, seq_len=BLOCK)
     run.train(trainer, args)
     trainer.save_model(out)
     with open(os.path.join(out, "run.json"), "w") as f:

@@ -85,7 +85,6 @@ def test_callbacks_through_a_real_trainer_run(tiny_model_dir):
     assert results["eval_loss"] == pytest.approx(min(e["eval_loss"] for e in eval_logs), abs=1e-3)  # best kept
 
 
-
 def test_evaluations_during_training_score_a_spread_part_and_the_final_model_all_windows(tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -119,6 +118,7 @@ def test_evaluations_during_training_score_a_spread_part_and_the_final_model_all
     samples = [json.loads(line)["step"] for line in (out / "samples.jsonl").read_text().splitlines()]
     assert samples == [20] * 3 + [40] * 3  # the final evaluation adds no samples (nor snapshots)
     assert sorted(os.listdir(out / "snapshots")) == ["step-20", "step-40"]
+
 
 class BreakTheWeights(TrainerCallback):
     """A fault: the weights become NaN after step `at`."""
