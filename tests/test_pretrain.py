@@ -132,13 +132,13 @@ class BreakTheWeights(TrainerCallback):
                 next(model.parameters()).fill_(float("nan"))
 
 
-def tiny_trainer(tiny_model_dir, out, windows: int | None = None, **kw):
+def tiny_trainer(tiny_model_dir, out, windows: int | None = None, config: dict | None = None, **kw):
     """A Trainer from run.make_trainer over the tiny model's token files (their first `windows` windows of 64 if
-    given), 40 steps of 4 windows unless `kw` says otherwise."""
+    given), the model's config changed by `config`, 40 steps of 4 windows unless `kw` says otherwise."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, **(config or {}))
     args = TinyLMTrainingArguments(**{"output_dir": str(out), "max_steps": 40, "logging_steps": 5, "eval_steps": 10,
                                       "save_steps": 10, "per_device_train_batch_size": 4, "disable_tqdm": True, **kw})
     tokens = str(tiny_model_dir / "tokens")
@@ -158,6 +158,42 @@ def test_nan_guard_stops_training_and_keeps_the_last_good_checkpoint(tiny_model_
         run.train(trainer, args)
     assert {p for p in os.listdir(tmp_path) if p.startswith("checkpoint")} == {"checkpoint-10"}
     assert trainer.state.global_step == 15
+
+
+def test_dropout_in_training_draws_its_masks_from_random_bytes(tiny_model_dir, tmp_path):
+    """make_trainer swaps the model's nn.Dropout modules for ByteDropout: at p=0.1 an element is kept with probability
+    1 - 26/256 and scaled by 256/230; under torch.compile two dropouts draw two masks (a compiler that merged the two
+    random draws would give one), and the backward pass masks with the forward's mask; in eval mode nothing changes."""
+    from torch import nn
+
+    from tinylm_hf.training.dropout import ByteDropout
+
+    trainer, args = tiny_trainer(tiny_model_dir, tmp_path, config={"dropout": 0.1}, max_steps=2,
+                                 eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
+    drops = [m for m in trainer.model.modules() if isinstance(m, nn.Dropout)]
+    assert drops and all(type(m) is ByteDropout and m.p == 0.1 for m in drops)
+    run.train(trainer, args)
+    assert trainer.state.global_step == 2 and not trainer.nan_guard.tripped
+
+    drop = ByteDropout(0.1).train()
+    out = drop(torch.ones(1 << 20))
+    assert out.unique().tolist() == [0.0, pytest.approx(256 / 230)]
+    assert (out != 0).float().mean().item() == pytest.approx(230 / 256, abs=2e-3)  # all 8 bytes of a draw count
+    assert torch.equal(drop.eval()(out), out)
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.drop = ByteDropout(0.5)
+
+        def forward(self, a, b):
+            return self.drop(a * 3), self.drop(b * 3)
+
+    a, b = (torch.ones(64, 64, requires_grad=True) for _ in range(2))
+    da, db = torch.compile(Two().train())(a, b)
+    assert 0.4 < (da == 0).float().mean().item() < 0.6 and not torch.equal(da == 0, db == 0)
+    (da.sum() + 2 * db.sum()).backward()
+    assert torch.equal(a.grad, da) and torch.equal(b.grad, 2 * db)  # each gradient masked as its output was
 
 
 @pytest.mark.parametrize("steps, budget, decay", [(1, None, 0.1), (16, None, 1.2), (40, 0.3, None)])

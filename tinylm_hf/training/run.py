@@ -20,6 +20,7 @@ from ..hardware import default_attention, matmul_peak_flops
 from ..loading import load_model
 from ..presets import get_preset
 from . import callbacks as cb
+from .dropout import use_byte_dropout
 
 RUN_MARKER = ".tinylm-run"
 
@@ -117,6 +118,7 @@ def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_colla
         callbacks.append(cb.SnapshotCallback())
     if args.auto_weight_decay:
         callbacks.append(cb.PassWeightDecayCallback(len(train_dataset), batch))
+    use_byte_dropout(model)  # the same dropout, its masks drawn faster (training/dropout.py)
     trainer = cb.TinyLMTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                                processing_class=tokenizer, data_collator=data_collator,
                                callbacks=callbacks + ([budget] if budget else []))
