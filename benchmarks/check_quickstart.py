@@ -71,9 +71,9 @@ def main() -> int:
 
 
 def tuning_shows(base: float, tuned: float) -> bool:
-    """The instruction-tuning gate on word_inclusion: the tuned model reaches 0.6 and misses at most half the share
-    of required words the base model missed."""
-    return tuned >= 0.6 and 1 - tuned <= (1 - base) / 2
+    """The instruction-tuning gate on word_inclusion: the tuned model reaches 0.6 and misses at most two thirds of the
+    share of required words the base model missed (README, "Figures": the runs it was set on)."""
+    return tuned >= 0.6 and 1 - tuned <= (1 - base) * 2 / 3
 
 
 if __name__ == "__main__":
