@@ -41,12 +41,9 @@ class ByteDropout(nn.Dropout):
         return torch.where(keep, x * (256 / (256 - threshold)), 0.0)
 
 
-def use_byte_dropout(model: nn.Module) -> int:
-    """Swap every plain nn.Dropout with p > 0 in `model` for a ByteDropout of the same p; returns how many."""
-    swapped = 0
+def use_byte_dropout(model: nn.Module) -> None:
+    """Swap every plain nn.Dropout with p > 0 in `model` for a ByteDropout of the same p, in place."""
     for module in list(model.modules()):
         for name, child in module.named_children():
             if type(child) is nn.Dropout and 0.0 < child.p < 1.0:
                 setattr(module, name, ByteDropout(child.p))
-                swapped += 1
-    return swapped

@@ -99,7 +99,8 @@ def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_colla
     """The Trainer with our callbacks; `trainer.samples`, `trainer.nan_guard` and `trainer.budget` (None without a
     --time_budget) are the ones the scripts read back. after_training: seconds the script needs once training is
     over (the time budget keeps them free). final_eval_dataset: where the evaluations during training score a part
-    of the validation set (eval_dataset), the whole of it, for the model the run ends with (`final_metrics`)."""
+    of the validation set (eval_dataset), the whole of it, for the model the run ends with (`final_metrics`).
+    The model's nn.Dropout modules become ByteDropout (`training/dropout.py`), in place."""
     peak = matmul_peak_flops(torch.bfloat16 if args.bf16 else torch.float32)
     batch = global_batch_size(args)
     throughput = cb.ThroughputCallback(batch * seq_len, cb.flops_per_token(model, seq_len), peak)
