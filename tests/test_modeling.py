@@ -10,6 +10,7 @@ import tinylm_hf
 from tinylm_hf import TinyLMConfig, TinyLMForCausalLM
 from tinylm_hf.convert import from_gpt2, from_llama, to_gpt2, to_llama
 from tinylm_hf.presets import PRESETS, count_parameters, get_preset, table
+from tinylm_hf.training.card import model_card
 
 from .conftest import run_script
 
@@ -322,28 +323,83 @@ def test_loss_honours_num_items_in_batch():
     assert torch.allclose(total * 2, mean, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family,cap", [("gpt", 0.0), ("llama", 0.0), ("llama", 1.0)])
 @pytest.mark.parametrize("num_items", [None, 50])
-def test_training_loss_in_chunks_equals_the_plain_loss_and_its_gradients(family, num_items):
+def test_training_loss_in_chunks_equals_the_plain_loss_and_its_gradients(family, cap, num_items):
     """In training the loss runs a chunk of rows at a time with its gradients in the same pass (no (N, V)
-    logits): same value and gradients as logits -> transformers' loss_function, ignored labels included."""
+    logits): same value and gradients as logits -> transformers' loss_function, ignored labels included, and
+    through the soft cap c * tanh(logits / c) where the model has one."""
     x = torch.randint(3, 97, (2, 16))
     labels = x.clone()
     labels[0, :5] = -100
     kw = {} if num_items is None else {"num_items_in_batch": torch.tensor(num_items)}
-    model = make(family).train()
+    model = make(family, logit_softcap=cap).train()
     model.loss_chunk_logits = 97 * 7  # 7 rows a chunk: 5 chunks for 32 rows, the last one short
     chunked = model(x, labels=labels, **kw)
     assert chunked.logits is None
     chunked.loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
-    hidden = model.model(x).last_hidden_state
-    plain = model.loss_function(logits=model.lm_head(hidden), labels=labels, vocab_size=97, **kw)
+    logits = model.lm_head(model.model(x).last_hidden_state)
+    if cap:
+        logits = cap * torch.tanh(logits / cap)
+    plain = model.loss_function(logits=logits, labels=labels, vocab_size=97, **kw)
     plain.backward()
     assert torch.allclose(chunked.loss, plain, atol=1e-6)
     for name, p in model.named_parameters():
         assert torch.allclose(grads[name], p.grad, atol=1e-6, rtol=1e-4), name
+
+
+OPTIONS = {"qk_norm": dict(qk_norm=True), "logit_softcap": dict(logit_softcap=3.0), "relu2": dict(mlp="relu2")}
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_options_without_a_stock_equivalent_stay_causal_decode_with_a_cache_and_refuse_conversion(option):
+    model = make("llama", **OPTIONS[option])
+    x = torch.randint(3, 97, (2, 20))
+    y = x.clone()
+    y[:, 12] = (y[:, 12] + 1) % 97
+    with torch.no_grad():
+        full, changed = model(x, use_cache=False).logits, model(y, use_cache=False).logits
+        out = model(x[:, :10], use_cache=True)
+        steps = [out.logits]
+        for t in range(10, 20):
+            out = model(x[:, t:t + 1], cache=out.cache, use_cache=True)
+            steps.append(out.logits)
+    assert torch.allclose(full[:, :12], changed[:, :12], atol=1e-6)
+    assert (torch.cat(steps, 1) - full).abs().max() < 1e-4
+    named = option if option != "relu2" else "mlp='relu2'"
+    with pytest.raises(tinylm_hf.UserError, match=named):
+        to_llama(model)
+    card = str(model_card(name="m", summary="", config=model.config, n_params=1, datasets=[], license="mit",
+                          hyperparameters={}, metrics={}, samples=[], plot=None, base_model=None, tags=[]))
+    assert "Not exportable" in card and named in card and "export gguf" not in card
+
+
+def test_qk_norm_makes_attention_blind_to_the_scale_of_each_heads_queries_and_keys():
+    """Each head's q and k are RMS-normed before they meet: scaling a head's query (or key) rows of the projection
+    leaves the logits as they were, where the model without QK-norm changes."""
+    x = torch.randint(3, 97, (2, 16))
+    for qk_norm in (True, False):
+        model = make("llama", qk_norm=qk_norm, norm_eps=1e-12)  # (the eps would blur the invariance by ~1e-4)
+        with torch.no_grad():
+            before = model(x).logits
+            D = model.config.head_dim
+            qkv = model.model.layers[0].attn.qkv_proj.weight
+            qkv[:D] *= 5.0  # head 0's queries
+            qkv[4 * D:5 * D] *= 0.3  # k/v head 0's keys (4 query heads come first)
+            after = model(x).logits
+        assert torch.allclose(before, after, atol=1e-4) == qk_norm
+
+
+def test_logit_softcap_bounds_the_logits_as_c_tanh_of_the_uncapped_ones():
+    capped, plain = make("llama", logit_softcap=1.0), make("llama")  # same seed: same weights
+    x = torch.randint(3, 97, (2, 16))
+    with torch.no_grad():
+        a, b = capped(x).logits, plain(x).logits
+    assert b.abs().max() > 1.0  # the cap bites
+    assert a.abs().max() < 1.0
+    assert torch.allclose(a, 1.0 * torch.tanh(b / 1.0), atol=1e-5)
 
 
 def test_sampling_respects_its_arguments_and_stops_at_eos():

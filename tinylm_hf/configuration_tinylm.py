@@ -15,12 +15,12 @@ FAMILIES = {
     "gpt": {"position_embedding": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True},
     "llama": {"position_embedding": "rope", "norm": "rmsnorm", "mlp": "swiglu", "bias": False},
 }
-CHOICES = {"position_embedding": ("learned", "rope"), "norm": ("layernorm", "rmsnorm"), "mlp": ("gelu", "swiglu")}
+CHOICES = {"position_embedding": ("learned", "rope"), "norm": ("layernorm", "rmsnorm"), "mlp": ("gelu", "swiglu", "relu2")}
 
 
 def default_intermediate_size(hidden_size: int, mlp: str, multiple_of: int = 32) -> int:
-    """4x the width for GELU; for SwiGLU llama2.c's rule: 2/3 of 4x (same parameter count), rounded up."""
-    if mlp == "gelu":
+    """4x the width for GELU and ReLU^2; for SwiGLU llama2.c's rule: 2/3 of 4x (same parameter count), rounded up."""
+    if mlp in ("gelu", "relu2"):
         return 4 * hidden_size
     width = int(2 * (4 * hidden_size) / 3)
     return multiple_of * ((width + multiple_of - 1) // multiple_of)
@@ -41,11 +41,13 @@ class TinyLMConfig(PreTrainedConfig):
     rope_theta: float = 10000.0
     norm: str | None = None  # "layernorm" | "rmsnorm"
     norm_eps: float = 1e-5
-    mlp: str | None = None  # "gelu" | "swiglu"
+    mlp: str | None = None  # "gelu" | "swiglu" | "relu2" (relu(x)^2, as modded-nanogpt: no stock equivalent)
     bias: bool | None = None  # biases in linear layers and LayerNorm
     dropout: float = 0.0  # on the embeddings and on each block's two residual branches (GPT-2's resid/embd_pdrop)
     attention_dropout: float = 0.0  # on the attention weights (GPT-2's attn_pdrop); its masks are (B, H, T, S)
     tie_word_embeddings: bool = True
+    qk_norm: bool = False  # RMSNorm over each head's queries and keys before the rotation (Qwen3's q_norm / k_norm)
+    logit_softcap: float = 0.0  # c > 0: logits = c * tanh(logits / c), within (-c, c) (Gemma 2's final soft-capping)
     initializer_range: float = 0.02
     use_cache: bool = True
     bos_token_id: int | None = None
@@ -89,6 +91,8 @@ class TinyLMConfig(PreTrainedConfig):
         for field in ("dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, field) < 1.0:
                 raise ValueError(f"{field}={getattr(self, field)} must be in [0, 1)")
+        if not self.logit_softcap >= 0:
+            raise ValueError(f"logit_softcap={self.logit_softcap} must be 0 (off) or a positive bound, e.g. 15")
         for field in ("bos_token_id", "eos_token_id", "pad_token_id"):
             value = getattr(self, field)
             if value is not None and not 0 <= value < self.vocab_size:

@@ -19,18 +19,30 @@ from .configuration_tinylm import TinyLMConfig
 from .errors import UserError, run_cli
 from .modeling_tinylm import TinyLMForCausalLM
 
-LLAMA_NEEDS = {"position_embedding": "rope", "norm": "rmsnorm", "mlp": "swiglu"}
-GPT2_NEEDS = {"position_embedding": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True}
+NO_EXTRAS = {"qk_norm": False, "logit_softcap": 0.0}  # options neither stock Llama nor GPT-2 has
+LLAMA_NEEDS = {"position_embedding": "rope", "norm": "rmsnorm", "mlp": "swiglu", **NO_EXTRAS}
+GPT2_NEEDS = {"position_embedding": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True, **NO_EXTRAS}
 SPECIAL_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 
 
-def _require(config: TinyLMConfig, needs: dict, target: str) -> None:
+def stock_target(config: TinyLMConfig) -> str:
+    """The stock architecture a TinyLM config converts to (and exports through): its family's."""
+    return "llama" if config.family == "llama" else "gpt2"
+
+
+def cannot_convert(config: TinyLMConfig, target: str) -> list[str]:
+    """What keeps `config` from becoming the stock `target` exactly (empty: nothing)."""
+    needs = LLAMA_NEEDS if target == "llama" else GPT2_NEEDS
     wrong = [f"{k}={getattr(config, k)!r} (needs {v!r})" for k, v in needs.items() if getattr(config, k) != v]
     if target == "gpt2" and config.num_key_value_heads != config.num_attention_heads:
         wrong.append("num_key_value_heads != num_attention_heads (GPT-2 has no grouped-query attention)")
     if target == "gpt2" and not config.tie_word_embeddings:
         wrong.append("tie_word_embeddings=False (GPT2LMHeadModel always ties)")
-    if wrong:
+    return wrong
+
+
+def _require(config: TinyLMConfig, target: str) -> None:
+    if wrong := cannot_convert(config, target):
         raise UserError(f"this model cannot become {target}: {'; '.join(wrong)}")
 
 
@@ -49,7 +61,7 @@ def _ids(config, vocab_size: int | None = None) -> dict:
 
 def to_llama(model: TinyLMForCausalLM) -> LlamaForCausalLM:
     c = model.config
-    _require(c, LLAMA_NEEDS, "llama")
+    _require(c, "llama")
     config = LlamaConfig(
         vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
         num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
@@ -114,7 +126,7 @@ def from_llama(model: LlamaForCausalLM) -> TinyLMForCausalLM:
 
 def to_gpt2(model: TinyLMForCausalLM) -> GPT2LMHeadModel:
     c = model.config
-    _require(c, GPT2_NEEDS, "gpt2")
+    _require(c, "gpt2")
     config = GPT2Config(
         vocab_size=c.vocab_size, n_positions=c.max_position_embeddings, n_embd=c.hidden_size,
         n_layer=c.num_hidden_layers, n_head=c.num_attention_heads, n_inner=c.intermediate_size,
@@ -184,7 +196,7 @@ def stock_model(model_dir: str) -> PreTrainedModel:
     model_type = AutoConfig.from_pretrained(model_dir).model_type
     if model_type == "tinylm":
         model = TinyLMForCausalLM.from_pretrained(model_dir)
-        return CONVERTERS["llama" if model.config.family == "llama" else "gpt2"](model)
+        return CONVERTERS[stock_target(model.config)](model)
     if model_type not in IMPORTERS:
         raise UserError(f"{model_dir} holds a {model_type!r} model: only tinylm, llama or gpt2 models can be exported")
     return IMPORTERS[model_type][0].from_pretrained(model_dir).eval()

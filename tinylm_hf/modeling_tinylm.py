@@ -122,6 +122,9 @@ class TinyLMAttention(nn.Module):
         )
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=config.bias)
         self.o_proj.writes_to_residual = True  # scaled init, see TinyLMPreTrainedModel._init_weights
+        if config.qk_norm:  # each head's query and key RMS-normed (own weights, over D), as Qwen3 does
+            self.q_norm = TinyLMRMSNorm(self.head_dim, eps=config.norm_eps)
+            self.k_norm = TinyLMRMSNorm(self.head_dim, eps=config.norm_eps)
 
     def forward(self, hidden_states: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
                 attention_mask: torch.Tensor | None = None, cache: Cache | None = None,
@@ -131,6 +134,9 @@ class TinyLMAttention(nn.Module):
         H, K = self.num_heads, self.num_key_value_heads
         qkv = self.qkv_proj(hidden_states).view(B, T, H + 2 * K, D)  # q, k, v heads side by side
         qk, v = qkv.split([H + K, K], dim=2)  # (B, T, H + K, D), (B, T, K, D)
+        if self.config.qk_norm:
+            q, k = qk.split([H, K], dim=2)
+            qk = torch.cat((self.q_norm(q), self.k_norm(k)), dim=2)
         if position_embeddings is not None:  # rope: rotate q and k by their positions, in one go
             qk = apply_rotary(qk, *position_embeddings)
         q, k = qk.split([H, K], dim=2)
@@ -153,10 +159,12 @@ class TinyLMAttention(nn.Module):
 
 
 class TinyLMMLP(nn.Module):
-    """GELU: down(gelu(up(x))). SwiGLU: down(silu(gate(x)) * up(x)), gate and up fused in one matmul."""
+    """GELU: down(gelu(up(x))). ReLU^2: down(relu(up(x))^2). SwiGLU: down(silu(gate(x)) * up(x)), gate and up fused
+    in one matmul."""
 
     def __init__(self, config: TinyLMConfig):
         super().__init__()
+        self.kind = config.mlp
         self.swiglu = config.mlp == "swiglu"
         n_in = 2 * config.intermediate_size if self.swiglu else config.intermediate_size
         self.up_proj = nn.Linear(config.hidden_size, n_in, bias=config.bias)  # for SwiGLU: [gate; up]
@@ -168,6 +176,8 @@ class TinyLMMLP(nn.Module):
         if self.swiglu:
             gate, up = h.chunk(2, dim=-1)
             h = F.silu(gate) * up
+        elif self.kind == "relu2":
+            h = F.relu(h).square()
         else:
             h = F.gelu(h)
         return self.down_proj(h)  # (B, T, C)
@@ -195,6 +205,11 @@ class TinyLMBlock(GradientCheckpointingLayer):
         return hidden_states, weights  # (B, T, C), the attention weights when asked for
 
 
+def soft_cap(logits: torch.Tensor, cap: float) -> torch.Tensor:
+    """cap * tanh(logits / cap): about the logits themselves when small, never beyond +-cap (Gemma 2)."""
+    return cap * torch.tanh(logits / cap)
+
+
 class ChunkedLinearCrossEntropy(torch.autograd.Function):
     """The training loss, cross_entropy(hidden @ weight^T, targets), a chunk of rows at a time, with its gradients
     computed in the same pass (as Liger-Kernel's fused linear cross-entropy does on GPUs).
@@ -203,10 +218,11 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
     V = 4096 and N = 4096 tokens, far more than the caches hold. Here each chunk's logits stay in cache, and the
     backward pass is a multiply. The reduction is the same as transformers' `ForCausalLMLoss`: the sum over
     targets that are not -100, divided by `divisor` (`num_items_in_batch`, else the number of such targets).
+    With `cap` > 0 the logits are soft-capped first (`soft_cap`), and their gradient takes tanh's derivative.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, divisor, rows_per_chunk: int):
+    def forward(ctx, hidden, weight, targets, divisor, rows_per_chunk: int, cap: float = 0.0):
         # hidden (N, C), weight (V, C), targets (N,); matmuls run in the autocast dtype where autocast is on
         grad_hidden = torch.empty_like(hidden)
         grad_weight = torch.zeros_like(weight, dtype=torch.float32)
@@ -217,9 +233,13 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
             rows = slice(start, start + rows_per_chunk)
             raw = hidden[rows] @ weight.t()  # (n, V)
             logits = raw.float()
+            if cap:
+                logits = soft_cap(logits, cap)
             lse = logits.logsumexp(dim=-1, keepdim=True)  # (n, 1)
             loss += ((lse - logits.gather(1, targets[rows])) * keep[rows]).sum()
             grad = (logits - lse).exp_().scatter_add_(1, targets[rows], torch.full_like(lse, -1.0))  # softmax - 1hot
+            if cap:  # through the cap: d(c * tanh(x / c)) / dx = 1 - tanh(x / c)^2 = 1 - (capped / c)^2
+                grad = grad * (1 - (logits / cap).square())
             grad = (grad * keep[rows]).to(raw.dtype)  # d(sum of losses) / d(logits): (n, V)
             grad_hidden[rows] = grad @ weight
             grad_weight += grad.t() @ hidden[rows]
@@ -231,7 +251,8 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss):
         grad_hidden, grad_weight, divisor = ctx.saved_tensors
         scale = grad_loss / divisor
-        return (grad_hidden * scale).to(grad_hidden.dtype), (grad_weight * scale).to(ctx.weight_dtype), None, None, None
+        return ((grad_hidden * scale).to(grad_hidden.dtype), (grad_weight * scale).to(ctx.weight_dtype),
+                None, None, None, None)
 
 
 class TinyLMPreTrainedModel(PreTrainedModel):
@@ -371,6 +392,8 @@ class TinyLMForCausalLM(TinyLMPreTrainedModel, GenerationMixin):
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
         logits = self.lm_head(hidden)  # (B, T, V)
+        if self.config.logit_softcap:
+            logits = soft_cap(logits, self.config.logit_softcap)
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
@@ -387,7 +410,7 @@ class TinyLMForCausalLM(TinyLMPreTrainedModel, GenerationMixin):
         divisor = torch.as_tensor(num_items_in_batch, dtype=torch.float32, device=hidden.device)
         rows_per_chunk = max(1, self.loss_chunk_logits // self.config.vocab_size)
         return ChunkedLinearCrossEntropy.apply(hidden.reshape(-1, hidden.shape[-1]), self.lm_head.weight, targets,
-                                               divisor, rows_per_chunk)
+                                               divisor, rows_per_chunk, float(self.config.logit_softcap))
 
 
 # generate() asks a model registered with an auto class for its forward's signature at every new token (transformers

@@ -4,6 +4,7 @@ import json
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from ..convert import cannot_convert, stock_target
 from ..presets import format_count
 
 EXPORTS = [  # the card's "Run it elsewhere" table
@@ -32,7 +33,16 @@ def model_card(*, name: str, summary: str, config, n_params: int, datasets: list
     shape = (f"{config.family} family, {format_count(n_params)} parameters: {config.num_hidden_layers} layers, "
              f"hidden {config.hidden_size}, {config.num_attention_heads} heads ({config.num_key_value_heads} key/value), "
              f"MLP {config.mlp} {config.intermediate_size}, {config.position_embedding} positions, {config.norm}, "
-             f"context {config.max_position_embeddings}, vocabulary {config.vocab_size}")
+             f"context {config.max_position_embeddings}, vocabulary {config.vocab_size}"
+             + (", QK-norm" if config.qk_norm else "")
+             + (f", logits soft-capped at {config.logit_softcap:g}" if config.logit_softcap else ""))
+    target = stock_target(config)
+    if blockers := cannot_convert(config, target):  # the exports go through the exact conversion to stock
+        elsewhere = (f"## Run it elsewhere\n\nNot exportable: the exports (ONNX, web page, GGUF) go through the exact "
+                     f"conversion to stock {target}, which this model cannot take: {'; '.join(blockers)}.")
+    else:
+        elsewhere = ("## Run it elsewhere\n\nThe same model, exported and checked against PyTorch "
+                     "(`pip install 'tinylm-hf[export]'`; MODEL: a local copy of this folder):\n\n" + _table(EXPORTS))
     sections = [
         f"# {name}", summary, f"**Model:** {shape}.",
         "## Use it\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
@@ -40,8 +50,7 @@ def model_card(*, name: str, summary: str, config, n_params: int, datasets: list
         f"with `pip install tinylm-hf` + `import tinylm_hf`\ntokenizer = AutoTokenizer.from_pretrained(\"{name}\", trust_remote_code=True)\n"
         "ids = tokenizer(tokenizer.bos_token + \"Once upon a time\", return_tensors=\"pt\").input_ids\n"
         "print(tokenizer.decode(model.generate(ids, max_new_tokens=100)[0], skip_special_tokens=True))\n```",
-        "## Run it elsewhere\n\nThe same model, exported and checked against PyTorch "
-        "(`pip install 'tinylm-hf[export]'`; MODEL: a local copy of this folder):\n\n" + _table(EXPORTS),
+        elsewhere,
         "## Evaluation\n\n" + _table([("metric", "value")] + [(k, v) for k, v in metrics.items()]),
         extra_sections,
         "## Training hyperparameters\n\n" + _table([("hyperparameter", "value")] +
