@@ -393,13 +393,14 @@ def test_qk_norm_makes_attention_blind_to_the_scale_of_each_heads_queries_and_ke
 
 
 def test_logit_softcap_bounds_the_logits_as_c_tanh_of_the_uncapped_ones():
-    capped, plain = make("llama", logit_softcap=1.0), make("llama")  # same seed: same weights
+    cap = 1.0
+    capped, plain = make("llama", logit_softcap=cap), make("llama")  # same seed: same weights
     x = torch.randint(3, 97, (2, 16))
     with torch.no_grad():
         a, b = capped(x).logits, plain(x).logits
-    assert b.abs().max() > 1.0  # the cap bites
-    assert a.abs().max() < 1.0
-    assert torch.allclose(a, 1.0 * torch.tanh(b / 1.0), atol=1e-5)
+    assert b.abs().max() > cap  # the cap bites
+    assert a.abs().max() < cap
+    assert torch.allclose(a, cap * torch.tanh(b / cap), atol=1e-5)
 
 
 def test_sampling_respects_its_arguments_and_stops_at_eos():

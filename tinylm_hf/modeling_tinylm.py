@@ -164,16 +164,15 @@ class TinyLMMLP(nn.Module):
 
     def __init__(self, config: TinyLMConfig):
         super().__init__()
-        self.kind = config.mlp
-        self.swiglu = config.mlp == "swiglu"
-        n_in = 2 * config.intermediate_size if self.swiglu else config.intermediate_size
+        self.kind = config.mlp  # "gelu" | "swiglu" | "relu2"
+        n_in = 2 * config.intermediate_size if self.kind == "swiglu" else config.intermediate_size
         self.up_proj = nn.Linear(config.hidden_size, n_in, bias=config.bias)  # for SwiGLU: [gate; up]
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.bias)
         self.down_proj.writes_to_residual = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.up_proj(x)  # (B, T, I) or (B, T, 2I)
-        if self.swiglu:
+        if self.kind == "swiglu":
             gate, up = h.chunk(2, dim=-1)
             h = F.silu(gate) * up
         elif self.kind == "relu2":
