@@ -326,8 +326,8 @@ def test_time_budget_sets_the_steps_so_the_schedule_ends_with_the_budget(tmp_pat
 
 @pytest.mark.parametrize("budget, layers", [(7, 4), (10, 6)])
 def test_the_default_shape_follows_the_time_budget(tmp_path, budget, layers):
-    """No --preset: the quickstart shape, with 6 layers instead of 4 for a budget of 10 minutes or more (a 2-step
-    run here: --max_steps caps what the budget would plan)."""
+    """No --preset: the quickstart shape, with 6 layers instead of 4, QK-norm and dropout 0.1 for a budget of 10
+    minutes or more (a 2-step run here: --max_steps caps what the budget would plan)."""
     out = tmp_path / "shape"
     args = [a for a in TINY_RUN if a not in ("--preset", "debug", "--max_steps", "40")]
     proc = run_script(ROOT / "run_pretrain.py", *args, "--max_steps", "2", "--time_budget", budget, "--output_dir",
@@ -336,6 +336,7 @@ def test_the_default_shape_follows_the_time_budget(tmp_path, budget, layers):
     assert f"model: the {preset} preset, llama family" in proc.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["num_hidden_layers"] == layers and config["hidden_size"] == 128
+    assert (config["qk_norm"], config["dropout"]) == ((True, 0.1) if layers == 6 else (False, 0.0))
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
