@@ -67,9 +67,10 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def random_model_dirs(tiny_tokenizer, tmp_path_factory) -> dict[str, Path]:
-    """{"llama": folder, "gpt": folder}: the debug presets (the llama one with grouped-query attention), random
-    weights drawn wide (std 0.3) so that greedy continuations vary and depend on attention: exactness needs no
-    training, but a quiet model repeats one token whatever a runtime gets wrong."""
+    """{"llama": folder, "gpt": folder, "qwen3": folder}: the debug presets (the llama one with grouped-query
+    attention; "qwen3": it with QK-norm, whose norm weights are drawn too), random weights drawn wide (std 0.3) so
+    that greedy continuations vary and depend on attention: exactness needs no training, but a quiet model repeats
+    one token whatever a runtime gets wrong."""
     import torch
 
     from tinylm_hf.configuration_tinylm import TinyLMConfig
@@ -77,13 +78,19 @@ def random_model_dirs(tiny_tokenizer, tmp_path_factory) -> dict[str, Path]:
     from tinylm_hf.presets import PRESETS
 
     folders = {}
-    for family, preset in (("llama", "debug-llama"), ("gpt", "debug")):
+    shapes = (("llama", "debug-llama", {}), ("gpt", "debug", {}), ("qwen3", "debug-llama", {"qk_norm": True}))
+    for name, preset, extra in shapes:
         shape = {k: v for k, v in PRESETS[preset].items() if k != "note"}
-        config = TinyLMConfig(**{**shape, "vocab_size": len(tiny_tokenizer)}, initializer_range=0.3,
+        config = TinyLMConfig(**{**shape, **extra, "vocab_size": len(tiny_tokenizer)}, initializer_range=0.3,
                               bos_token_id=tiny_tokenizer.bos_token_id, eos_token_id=tiny_tokenizer.eos_token_id,
                               pad_token_id=tiny_tokenizer.pad_token_id)
         torch.manual_seed(0)
-        folders[family] = tmp_path_factory.mktemp(family) / "model"
-        TinyLMForCausalLM(config).save_pretrained(folders[family])
-        tiny_tokenizer.save_pretrained(folders[family])
+        model = TinyLMForCausalLM(config)
+        with torch.no_grad():  # the q/k norm weights start at 1: drawn, a runtime that swaps or skips them shows
+            for param_name, param in model.named_parameters():
+                if param_name.endswith(("q_norm.weight", "k_norm.weight")):
+                    param.uniform_(0.5, 1.5)
+        folders[name] = tmp_path_factory.mktemp(name) / "model"
+        model.save_pretrained(folders[name])
+        tiny_tokenizer.save_pretrained(folders[name])
     return folders

@@ -18,7 +18,7 @@ from .conftest import ROOT, VALID_SAMPLE, run_script
 TEXT = "Once upon a time, there was a little dog named Max. Max liked to play with his red ball."
 
 
-@pytest.fixture(scope="module", params=["llama", "gpt"])
+@pytest.fixture(scope="module", params=["llama", "gpt", "qwen3"])
 def exported(request, random_model_dirs, tmp_path_factory):
     source = random_model_dirs[request.param]
     out = tmp_path_factory.mktemp("onnx") / request.param
@@ -65,9 +65,9 @@ def test_greedy_generation_through_onnx_runtime_equals_generate(exported):
 
 def test_the_folder_is_what_transformers_js_reads(exported):
     source, out, _ = exported
-    family = TinyLMConfig.from_pretrained(source).family
+    ours = TinyLMConfig.from_pretrained(source)
     config = json.loads((out / "config.json").read_text())
-    assert config["model_type"] == {"llama": "llama", "gpt": "gpt2"}[family]
+    assert config["model_type"] == ("gpt2" if ours.family == "gpt" else "qwen3" if ours.qk_norm else "llama")
     assert {"tokenizer.json", "tokenizer_config.json", "generation_config.json"} <= {p.name for p in out.iterdir()}
     assert "chat_template" in json.loads((out / "tokenizer_config.json").read_text())  # not only in a .jinja file
     graph = onnx.load(str(out / "onnx" / "model.onnx")).graph

@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM
 
 import tinylm_hf
 from tinylm_hf import TinyLMConfig, TinyLMForCausalLM
-from tinylm_hf.convert import from_gpt2, from_llama, to_gpt2, to_llama
+from tinylm_hf.convert import CONVERTERS, from_gpt2, from_llama, to_gpt2, to_llama, to_qwen3
 from tinylm_hf.presets import PRESETS, count_parameters, get_preset, table
 from tinylm_hf.training.card import model_card
 
@@ -19,6 +19,12 @@ FAMILIES = {
                 max_position_embeddings=64, eos_token_id=1, pad_token_id=2),
     "llama": dict(family="llama", vocab_size=97, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=64, eos_token_id=1, pad_token_id=2),
+}
+
+CONVERSIONS = {  # stock architecture: (our family, config fields, to it, back, its class)
+    "gpt2": ("gpt", {}, to_gpt2, from_gpt2, "GPT2LMHeadModel"),
+    "llama": ("llama", {}, to_llama, from_llama, "LlamaForCausalLM"),
+    "qwen3": ("llama", {"qk_norm": True}, to_qwen3, from_llama, "Qwen3ForCausalLM"),
 }
 
 
@@ -131,11 +137,12 @@ def test_left_padded_batch_matches_each_prompt_alone(family):
         assert torch.equal(batch[i, width:], alone[0, len(p):])
 
 
-@pytest.mark.parametrize("family,to,back", [("gpt", to_gpt2, from_gpt2), ("llama", to_llama, from_llama)])
-def test_logits_equal_stock_model_and_round_trip_is_exact(family, to, back):
-    model = make(family, **({"num_key_value_heads": 4} if family == "gpt" else {}))
+@pytest.mark.parametrize("stock_name", CONVERSIONS)
+def test_logits_equal_stock_model_and_round_trip_is_exact(stock_name):
+    family, fields, to, back, cls = CONVERSIONS[stock_name]
+    model = make(family, **fields)
     stock = to(model)
-    assert type(stock).__name__ == {"gpt": "GPT2LMHeadModel", "llama": "LlamaForCausalLM"}[family]
+    assert type(stock).__name__ == cls
     x = torch.randint(3, 97, (2, 30))
     with torch.no_grad():
         assert (model(x).logits - stock(x).logits).abs().max() < 1e-4
@@ -145,10 +152,11 @@ def test_logits_equal_stock_model_and_round_trip_is_exact(family, to, back):
         assert torch.equal(model(x).logits, restored(x).logits)
 
 
-@pytest.mark.parametrize("family,to", [("gpt", to_gpt2), ("llama", to_llama)])
+@pytest.mark.parametrize("stock_name", CONVERSIONS)
 @pytest.mark.parametrize("attn", ["sdpa", "tinylm_causal_blocks"])
-def test_hidden_states_and_attention_weights_equal_the_stock_models(family, to, attn):
-    model = make(family, **({"num_key_value_heads": 4} if family == "gpt" else {}))
+def test_hidden_states_and_attention_weights_equal_the_stock_models(stock_name, attn):
+    family, fields, to, _, _ = CONVERSIONS[stock_name]
+    model = make(family, **fields)
     model.config._attn_implementation = attn  # neither returns weights: asking for them switches to the plain one
     stock = to(model)
     stock.config._attn_implementation = "eager"
@@ -214,12 +222,23 @@ def test_convert_refuses_the_wrong_family():
         to_llama(make("gpt"))
 
 
-def test_convert_cli_both_ways(tmp_path):
-    model = make("llama")
+def test_importing_a_qwen3_whose_head_size_is_not_derived_refuses_in_one_line():
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    stock = Qwen3ForCausalLM(Qwen3Config(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, head_dim=8))  # as Qwen3's own
+    with pytest.raises(tinylm_hf.UserError, match="head_dim=8 is not hidden_size / num_attention_heads"):
+        from_llama(stock)
+
+
+@pytest.mark.parametrize("stock_name", ["llama", "qwen3"])
+def test_convert_cli_both_ways(tmp_path, stock_name):
+    family, fields, *_ = CONVERSIONS[stock_name]
+    model = make(family, **fields)
     model.save_pretrained(tmp_path / "ours")
-    run_script("-m", "tinylm_hf.convert", "--to", "llama", tmp_path / "ours", tmp_path / "llama", check=True)
-    assert json.loads((tmp_path / "llama" / "config.json").read_text())["model_type"] == "llama"
-    run_script("-m", "tinylm_hf.convert", "--from", tmp_path / "llama", tmp_path / "back", check=True)
+    run_script("-m", "tinylm_hf.convert", "--to", stock_name, tmp_path / "ours", tmp_path / "stock", check=True)
+    assert json.loads((tmp_path / "stock" / "config.json").read_text())["model_type"] == stock_name
+    run_script("-m", "tinylm_hf.convert", "--from", tmp_path / "stock", tmp_path / "back", check=True)
     back = AutoModelForCausalLM.from_pretrained(tmp_path / "back")
     x = torch.randint(3, 97, (1, 10))
     with torch.no_grad():
@@ -353,8 +372,13 @@ def test_training_loss_in_chunks_equals_the_plain_loss_and_its_gradients(family,
 OPTIONS = {"qk_norm": dict(qk_norm=True), "logit_softcap": dict(logit_softcap=3.0), "relu2": dict(mlp="relu2")}
 
 
+def card_of(config) -> str:
+    return str(model_card(name="m", summary="", config=config, n_params=1, datasets=[], license="mit",
+                          hyperparameters={}, metrics={}, samples=[], plot=None, base_model=None, tags=[]))
+
+
 @pytest.mark.parametrize("option", OPTIONS)
-def test_options_without_a_stock_equivalent_stay_causal_decode_with_a_cache_and_refuse_conversion(option):
+def test_architecture_options_stay_causal_and_decode_with_a_cache(option):
     model = make("llama", **OPTIONS[option])
     x = torch.randint(3, 97, (2, 20))
     y = x.clone()
@@ -368,12 +392,27 @@ def test_options_without_a_stock_equivalent_stay_causal_decode_with_a_cache_and_
             steps.append(out.logits)
     assert torch.allclose(full[:, :12], changed[:, :12], atol=1e-6)
     assert (torch.cat(steps, 1) - full).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("option", ["logit_softcap", "relu2"])
+def test_options_without_a_stock_equivalent_refuse_every_conversion_and_the_card_says_so(option):
+    model = make("llama", **OPTIONS[option])
     named = option if option != "relu2" else "mlp='relu2'"
-    with pytest.raises(tinylm_hf.UserError, match=named):
-        to_llama(model)
-    card = str(model_card(name="m", summary="", config=model.config, n_params=1, datasets=[], license="mit",
-                          hyperparameters={}, metrics={}, samples=[], plot=None, base_model=None, tags=[]))
+    for convert in CONVERTERS.values():
+        with pytest.raises(tinylm_hf.UserError, match=named):
+            convert(model)
+    card = card_of(model.config)
     assert "Not exportable" in card and named in card and "export gguf" not in card
+
+
+def test_qk_norm_converts_to_qwen3_not_llama_and_the_card_lists_the_exports():
+    model = make("llama", qk_norm=True)
+    with pytest.raises(tinylm_hf.UserError, match=r"qk_norm=True \(needs False\) \(--to qwen3 takes it\)"):
+        to_llama(model)
+    with pytest.raises(tinylm_hf.UserError, match="qk_norm=False"):
+        to_qwen3(make("llama"))
+    card = card_of(model.config)
+    assert "Not exportable" not in card and "export gguf" in card and "stock qwen3" in card
 
 
 def test_qk_norm_makes_attention_blind_to_the_scale_of_each_heads_queries_and_keys():

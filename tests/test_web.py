@@ -60,7 +60,7 @@ def run_page(page, mode: str, text: str, weights: str = "fp32") -> list[int]:
 
 @needs_chromium
 @needs_js
-@pytest.mark.parametrize("served", ["llama", "gpt"], indirect=True)
+@pytest.mark.parametrize("served", ["llama", "gpt", "qwen3"], indirect=True)
 def test_the_offline_page_continues_and_chats_as_pytorch_does(served, tmp_path):
     from playwright.sync_api import sync_playwright
 

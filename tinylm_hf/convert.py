@@ -1,8 +1,9 @@
-"""Convert TinyLM folders to and from the stock architectures, so any Llama / GPT-2 runtime can load them.
+"""Convert TinyLM folders to and from the stock architectures, so any Llama / Qwen3 / GPT-2 runtime can load them.
 
     python -m tinylm_hf.convert --to llama SRC DST     llama family -> LlamaForCausalLM
+    python -m tinylm_hf.convert --to qwen3 SRC DST     llama family with qk_norm -> Qwen3ForCausalLM
     python -m tinylm_hf.convert --to gpt2 SRC DST      gpt family   -> GPT2LMHeadModel
-    python -m tinylm_hf.convert --from SRC DST         either of those -> TinyLMForCausalLM
+    python -m tinylm_hf.convert --from SRC DST         any of those -> TinyLMForCausalLM
 
 The conversion is exact (same logits), which makes the stock models our correctness oracle.
 Tokenizer and generation config files are carried over when SRC has them.
@@ -13,27 +14,33 @@ import sys
 
 import torch
 from transformers import (AutoConfig, AutoTokenizer, GenerationConfig, GPT2Config, GPT2LMHeadModel, LlamaConfig,
-                          LlamaForCausalLM, PreTrainedModel)
+                          LlamaForCausalLM, PreTrainedModel, Qwen3Config, Qwen3ForCausalLM)
 
 from .configuration_tinylm import TinyLMConfig
 from .errors import UserError, run_cli
 from .modeling_tinylm import TinyLMForCausalLM
 
 NO_EXTRAS = {"qk_norm": False, "logit_softcap": 0.0}  # options neither stock Llama nor GPT-2 has
-LLAMA_NEEDS = {"position_embedding": "rope", "norm": "rmsnorm", "mlp": "swiglu", **NO_EXTRAS}
-GPT2_NEEDS = {"position_embedding": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True, **NO_EXTRAS}
+NEEDS = {  # the config fields each stock architecture fixes
+    "llama": {"position_embedding": "rope", "norm": "rmsnorm", "mlp": "swiglu", **NO_EXTRAS},
+    "qwen3": {"position_embedding": "rope", "norm": "rmsnorm", "mlp": "swiglu", **NO_EXTRAS, "qk_norm": True,
+              "bias": False},  # Qwen3 is Llama with q_norm / k_norm; its MLP has no biases
+    "gpt2": {"position_embedding": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True, **NO_EXTRAS},
+}
 SPECIAL_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 
 
 def stock_target(config: TinyLMConfig) -> str:
-    """The stock architecture a TinyLM config converts to (and exports through): its family's."""
-    return "llama" if config.family == "llama" else "gpt2"
+    """The stock architecture a TinyLM config converts to (and exports through): the gpt family's GPT-2, the llama
+    family's Llama, or Qwen3 where it has QK-norm."""
+    if config.family != "llama":
+        return "gpt2"
+    return "qwen3" if config.qk_norm else "llama"
 
 
 def cannot_convert(config: TinyLMConfig, target: str) -> list[str]:
     """What keeps `config` from becoming the stock `target` exactly (empty: nothing)."""
-    needs = LLAMA_NEEDS if target == "llama" else GPT2_NEEDS
-    wrong = [f"{k}={getattr(config, k)!r} (needs {v!r})" for k, v in needs.items() if getattr(config, k) != v]
+    wrong = [f"{k}={getattr(config, k)!r} (needs {v!r})" for k, v in NEEDS[target].items() if getattr(config, k) != v]
     if target == "gpt2" and config.num_key_value_heads != config.num_attention_heads:
         wrong.append("num_key_value_heads != num_attention_heads (GPT-2 has no grouped-query attention)")
     if target == "gpt2" and not config.tie_word_embeddings:
@@ -43,7 +50,9 @@ def cannot_convert(config: TinyLMConfig, target: str) -> list[str]:
 
 def _require(config: TinyLMConfig, target: str) -> None:
     if wrong := cannot_convert(config, target):
-        raise UserError(f"this model cannot become {target}: {'; '.join(wrong)}")
+        own = stock_target(config)
+        hint = f" (--to {own} takes it)" if own != target and not cannot_convert(config, own) else ""
+        raise UserError(f"this model cannot become {target}: {'; '.join(wrong)}{hint}")
 
 
 def _ids(config, vocab_size: int | None = None) -> dict:
@@ -57,19 +66,30 @@ def _ids(config, vocab_size: int | None = None) -> dict:
     return ids
 
 
-# ---- llama family <-> LlamaForCausalLM -------------------------------------------------------------------------
+# ---- llama family <-> LlamaForCausalLM, Qwen3ForCausalLM (the same with q_norm / k_norm) -----------------------
 
 def to_llama(model: TinyLMForCausalLM) -> LlamaForCausalLM:
+    return _to_llama_like(model, "llama")
+
+
+def to_qwen3(model: TinyLMForCausalLM) -> Qwen3ForCausalLM:
+    return _to_llama_like(model, "qwen3")
+
+
+def _to_llama_like(model: TinyLMForCausalLM, target: str) -> LlamaForCausalLM | Qwen3ForCausalLM:
     c = model.config
-    _require(c, "llama")
-    config = LlamaConfig(
+    _require(c, target)
+    shape = dict(
         vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
         num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-        num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
-        rms_norm_eps=c.norm_eps, tie_word_embeddings=c.tie_word_embeddings, attention_bias=bool(c.bias),
-        mlp_bias=bool(c.bias), attention_dropout=c.attention_dropout, hidden_act="silu",
-        rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta}, **_ids(c),
+        num_key_value_heads=c.num_key_value_heads, head_dim=c.head_dim, max_position_embeddings=c.max_position_embeddings,
+        rms_norm_eps=c.norm_eps, tie_word_embeddings=c.tie_word_embeddings, attention_dropout=c.attention_dropout,
+        hidden_act="silu", rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta}, **_ids(c),
     )
+    if target == "llama":
+        cls, config = LlamaForCausalLM, LlamaConfig(**shape, attention_bias=bool(c.bias), mlp_bias=bool(c.bias))
+    else:  # every layer full attention (Qwen3's sliding window is off by default)
+        cls, config = Qwen3ForCausalLM, Qwen3Config(**shape, attention_bias=False, use_sliding_window=False)
     ours = model.state_dict()
     q_k_v = [c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.num_key_value_heads * c.head_dim]
     theirs = {"model.embed_tokens.weight": ours["model.embed_tokens.weight"],
@@ -88,22 +108,30 @@ def to_llama(model: TinyLMForCausalLM) -> LlamaForCausalLM:
             theirs.update({b + f"mlp.gate_proj.{kind}": gate, b + f"mlp.up_proj.{kind}": up})
             theirs[b + f"self_attn.o_proj.{kind}"] = ours[a + f"attn.o_proj.{kind}"]
             theirs[b + f"mlp.down_proj.{kind}"] = ours[a + f"mlp.down_proj.{kind}"]
-    return _build(LlamaForCausalLM, config, theirs)
+        if c.qk_norm:
+            theirs[b + "self_attn.q_norm.weight"] = ours[a + "attn.q_norm.weight"]
+            theirs[b + "self_attn.k_norm.weight"] = ours[a + "attn.k_norm.weight"]
+    return _build(cls, config, theirs)
 
 
-def from_llama(model: LlamaForCausalLM) -> TinyLMForCausalLM:
+def from_llama(model: LlamaForCausalLM | Qwen3ForCausalLM) -> TinyLMForCausalLM:
     c = model.config
+    qwen3 = c.model_type == "qwen3"
     theta = (c.rope_parameters or {}).get("rope_theta", 10000.0)
     if (c.rope_parameters or {}).get("rope_type", "default") != "default" or c.hidden_act != "silu":
-        raise UserError("only Llama models with default RoPE and SiLU can be imported")
-    if c.attention_bias != c.mlp_bias:
+        raise UserError(f"only {c.model_type} models with default RoPE and SiLU can be imported")
+    if c.head_dim != c.hidden_size // c.num_attention_heads:
+        raise UserError(f"head_dim={c.head_dim} is not hidden_size / num_attention_heads: TinyLM derives it")
+    if qwen3 and (c.attention_bias or "sliding_attention" in c.layer_types):
+        raise UserError("only Qwen3 models without attention biases and without sliding windows can be imported")
+    if not qwen3 and c.attention_bias != c.mlp_bias:
         raise UserError("attention_bias and mlp_bias differ: TinyLM has one `bias` switch for both")
     config = TinyLMConfig(
         family="llama", vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
         num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
         num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
         norm_eps=c.rms_norm_eps, tie_word_embeddings=c.tie_word_embeddings, bias=c.attention_bias,
-        rope_theta=theta, attention_dropout=float(c.attention_dropout), **_ids(c, c.vocab_size),
+        rope_theta=theta, attention_dropout=float(c.attention_dropout), qk_norm=qwen3, **_ids(c, c.vocab_size),
     )
     theirs = model.state_dict()
     ours = {"model.embed_tokens.weight": theirs["model.embed_tokens.weight"],
@@ -119,6 +147,9 @@ def from_llama(model: LlamaForCausalLM) -> TinyLMForCausalLM:
             ours[a + f"mlp.up_proj.{kind}"] = torch.cat([theirs[b + f"mlp.{p}_proj.{kind}"] for p in ("gate", "up")])
             ours[a + f"attn.o_proj.{kind}"] = theirs[b + f"self_attn.o_proj.{kind}"]
             ours[a + f"mlp.down_proj.{kind}"] = theirs[b + f"mlp.down_proj.{kind}"]
+        if qwen3:
+            ours[a + "attn.q_norm.weight"] = theirs[b + "self_attn.q_norm.weight"]
+            ours[a + "attn.k_norm.weight"] = theirs[b + "self_attn.k_norm.weight"]
     return _build(TinyLMForCausalLM, config, ours)
 
 
@@ -186,19 +217,21 @@ def _build(cls: type[PreTrainedModel], config, state_dict: dict) -> PreTrainedMo
     return model.eval()
 
 
-CONVERTERS = {"llama": to_llama, "gpt2": to_gpt2}
-IMPORTERS = {"llama": (LlamaForCausalLM, from_llama), "gpt2": (GPT2LMHeadModel, from_gpt2)}
+CONVERTERS = {"llama": to_llama, "qwen3": to_qwen3, "gpt2": to_gpt2}
+IMPORTERS = {"llama": (LlamaForCausalLM, from_llama), "qwen3": (Qwen3ForCausalLM, from_llama),
+             "gpt2": (GPT2LMHeadModel, from_gpt2)}
 
 
 def stock_model(model_dir: str) -> PreTrainedModel:
     """The model of `model_dir` as the stock architecture other runtimes know: a TinyLM model through the exact
-    conversion (llama family -> LlamaForCausalLM, gpt family -> GPT2LMHeadModel); a stock Llama / GPT-2 as it is."""
+    conversion (`stock_target`: LlamaForCausalLM, Qwen3ForCausalLM or GPT2LMHeadModel); a stock one as it is."""
     model_type = AutoConfig.from_pretrained(model_dir).model_type
     if model_type == "tinylm":
         model = TinyLMForCausalLM.from_pretrained(model_dir)
         return CONVERTERS[stock_target(model.config)](model)
     if model_type not in IMPORTERS:
-        raise UserError(f"{model_dir} holds a {model_type!r} model: only tinylm, llama or gpt2 models can be exported")
+        raise UserError(f"{model_dir} holds a {model_type!r} model: only tinylm, {', '.join(IMPORTERS)} models can be "
+                        "exported")
     return IMPORTERS[model_type][0].from_pretrained(model_dir).eval()
 
 
@@ -236,7 +269,8 @@ def main(argv: list[str]) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     way = parser.add_mutually_exclusive_group(required=True)
     way.add_argument("--to", choices=sorted(CONVERTERS), help="convert a TinyLM folder to this stock architecture")
-    way.add_argument("--from", dest="import_", action="store_true", help="import a Llama or GPT-2 folder into TinyLM")
+    way.add_argument("--from", dest="import_", action="store_true",
+                     help="import a Llama, Qwen3 or GPT-2 folder into TinyLM")
     parser.add_argument("src", help="model folder to read")
     parser.add_argument("dst", help="folder to write")
     args = parser.parse_args(argv)

@@ -31,7 +31,7 @@ def main(argv: list[str]) -> None:
     gguf.add_argument("--type", default="f16", choices=["f32", "f16", "q8_0"], dest="kind",
                       help="how the matrices are stored (default: %(default)s; norms and biases stay f32)")
     for sub, out in ((onnx, "folder to write"), (web, "folder to write"), (gguf, "the .gguf file to write")):
-        sub.add_argument("model", help="model folder (tinylm, or stock llama / gpt2)")
+        sub.add_argument("model", help="model folder (tinylm, or stock llama / qwen3 / gpt2)")
         sub.add_argument("out", help=out)
     args = parser.parse_args(argv)
     if not os.path.isdir(args.model):

@@ -2,14 +2,15 @@
 
     python -m tinylm_hf.export gguf MODEL_DIR OUT.gguf [--type f32|f16|q8_0]
 
-The llama family is written in llama.cpp's `llama` layout, the gpt family as `gpt2` (both through the exact
-conversion to the stock model, whose tensor names the `gguf` package maps). Facts about llama.cpp the file has to
-match:
-- llama.cpp rotates pairs of neighbouring dimensions where transformers' Llama rotates the two halves of each head,
-  so the rows of the q and k projections are reordered within each head (the file loads either way; unpermuted, it
-  writes garbage).
-- Tied embeddings: a llama file has no `output.weight` and llama.cpp uses the embedding; a gpt2 file carries the
-  head as `output.weight`, as llama.cpp's own converter writes GPT-2.
+The llama family is written in llama.cpp's `llama` layout (`qwen3` with QK-norm), the gpt family as `gpt2` (each
+through the exact conversion to the stock model, whose tensor names the `gguf` package maps). Facts about llama.cpp
+the file has to match:
+- llama.cpp's llama rotates pairs of neighbouring dimensions where transformers' Llama rotates the two halves of
+  each head, so the rows of the q and k projections are reordered within each head (the file loads either way;
+  unpermuted, it writes garbage). Its qwen3 rotates the halves (NEOX rope), as transformers does: no reordering,
+  and the q/k norms act over each head's dimensions, which the reordering would have scrambled.
+- Tied embeddings: a llama or qwen3 file has no `output.weight` and llama.cpp uses the embedding; a gpt2 file
+  carries the head as `output.weight`, as llama.cpp's own converter writes GPT-2.
 - The tokenizer is a byte-level BPE: model `gpt2`, pre-tokenizer `gpt-2` (the GPT-2 split; `default` splits
   otherwise), every token in its byte-level spelling with its merges, special tokens as control tokens, and the chat
   template. llama.cpp adds the BOS token (`<|endoftext|>`) before a prompt, as the stories began in training.
@@ -40,24 +41,26 @@ def llama_rows(weight: np.ndarray, heads: int) -> np.ndarray:
 
 
 def tensors(model) -> list[tuple[str, np.ndarray]]:
-    """(GGUF name, fp32 array in llama.cpp's orientation) for every tensor of a stock Llama / GPT-2 model."""
+    """(GGUF name, fp32 array in llama.cpp's orientation) for every tensor of a stock Llama / Qwen3 / GPT-2 model
+    (transformers' model type is llama.cpp's architecture name for each)."""
     import gguf
 
     c = model.config
-    llama = c.model_type == "llama"
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA if llama else gguf.MODEL_ARCH.GPT2, c.num_hidden_layers)
+    arch = {name: arch for arch, name in gguf.MODEL_ARCH_NAMES.items()}[c.model_type]
+    names = gguf.get_tensor_name_map(arch, c.num_hidden_layers)
+    gpt2, permuted = c.model_type == "gpt2", c.model_type == "llama"
     out = []
     for name, tensor in model.state_dict().items():
-        if name == "lm_head.weight" and llama and c.tie_word_embeddings:
+        if name == "lm_head.weight" and not gpt2 and c.tie_word_embeddings:
             continue  # llama.cpp reads the embedding as the head
         if name.endswith((".attn.bias", ".attn.masked_bias")):
             continue  # GPT-2's causal-mask buffers of older checkpoints
         array = tensor.detach().float().numpy()
-        if llama and ".self_attn.q_proj." in name:
+        if permuted and ".self_attn.q_proj." in name:
             array = llama_rows(array, c.num_attention_heads)
-        elif llama and ".self_attn.k_proj." in name:
+        elif permuted and ".self_attn.k_proj." in name:
             array = llama_rows(array, c.num_key_value_heads)
-        elif not llama and name.endswith((".c_attn.weight", ".c_proj.weight", ".c_fc.weight")):
+        elif gpt2 and name.endswith((".c_attn.weight", ".c_proj.weight", ".c_fc.weight")):
             array = array.T  # GPT-2's Conv1D stores (in, out)
         out.append((names.get_name(name, try_suffixes=(".weight", ".bias")), np.ascontiguousarray(array)))
     return out
@@ -94,8 +97,7 @@ def write_gguf(model_dir: str, path: str, kind: str = "f16", log=print) -> dict:
     model = stock_model(model_dir)
     tokenizer = load_tokenizer(model_dir, add_chat_template=False)
     c = model.config
-    llama = c.model_type == "llama"
-    arch = "llama" if llama else "gpt2"
+    arch = c.model_type  # llama, qwen3 or gpt2
     quantized = {"f16": gguf.GGMLQuantizationType.F16, "q8_0": gguf.GGMLQuantizationType.Q8_0}.get(kind)
     with written_whole(path) as tmp:
         writer = gguf.GGUFWriter(tmp, arch)
@@ -106,10 +108,12 @@ def write_gguf(model_dir: str, path: str, kind: str = "f16", log=print) -> dict:
         writer.add_embedding_length(c.hidden_size)
         writer.add_block_count(c.num_hidden_layers)
         writer.add_head_count(c.num_attention_heads)
-        if llama:
+        if arch != "gpt2":
             writer.add_feed_forward_length(c.intermediate_size)
             writer.add_head_count_kv(c.num_key_value_heads)
-            writer.add_rope_dimension_count(c.hidden_size // c.num_attention_heads)
+            writer.add_key_length(c.head_dim)
+            writer.add_value_length(c.head_dim)
+            writer.add_rope_dimension_count(c.head_dim)
             writer.add_rope_freq_base(c.rope_parameters["rope_theta"])
             writer.add_layer_norm_rms_eps(c.rms_norm_eps)
         else:

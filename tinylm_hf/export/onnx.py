@@ -2,11 +2,12 @@
 
     python -m tinylm_hf.export onnx MODEL_DIR OUT_DIR [--quantize q8]
 
-It holds the stock architecture's `config.json` (the llama family as `llama`, the gpt family as `gpt2`, through the
-exact conversion of `tinylm_hf.convert`), `generation_config.json`, `tokenizer.json`, `tokenizer_config.json` with
-the chat template inside it (transformers.js reads it from there), and `onnx/model.onnx` (fp32; with `--quantize q8`,
-also `onnx/model_quantized.onnx`: 8-bit weights). The graph takes the KV cache and returns it
-(`past_key_values.{i}.key/value` in, `present.{i}.key/value` out), so generation does not recompute the prompt.
+It holds the stock architecture's `config.json` (the llama family as `llama`, or `qwen3` with QK-norm; the gpt
+family as `gpt2`; through the exact conversion of `tinylm_hf.convert`), `generation_config.json`, `tokenizer.json`,
+`tokenizer_config.json` with the chat template inside it (transformers.js reads it from there), and
+`onnx/model.onnx` (fp32; with `--quantize q8`, also `onnx/model_quantized.onnx`: 8-bit weights). The graph takes
+the KV cache and returns it (`past_key_values.{i}.key/value` in, `present.{i}.key/value` out), so generation does
+not recompute the prompt.
 After writing, it runs a prompt and a decode step through ONNX Runtime and reports the largest difference from
 PyTorch's logits.
 """

@@ -41,7 +41,7 @@ def model_card(*, name: str, summary: str, config, n_params: int, datasets: list
         elsewhere = (f"## Run it elsewhere\n\nNot exportable: the exports (ONNX, web page, GGUF) go through the exact "
                      f"conversion to stock {target}, which this model cannot take: {'; '.join(blockers)}.")
     else:
-        elsewhere = ("## Run it elsewhere\n\nThe same model, exported and checked against PyTorch "
+        elsewhere = (f"## Run it elsewhere\n\nThe same model, exported as stock {target} and checked against PyTorch "
                      "(`pip install 'tinylm-hf[export]'`; MODEL: a local copy of this folder):\n\n" + _table(EXPORTS))
     sections = [
         f"# {name}", summary, f"**Model:** {shape}.",
