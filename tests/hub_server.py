@@ -51,8 +51,16 @@ def make_handler(state: HubState):
             self.end_headers()
             self.wfile.write(body)
 
-        def error(self, status, message):
-            self.send_json({"error": message}, status, {"X-Error-Message": message})
+        def error(self, status, message, code=None):
+            """An error as the Hub sends it; `code` (X-Error-Code: RepoNotFound, RevisionNotFound) is what the
+            client turns into its RepositoryNotFoundError / RevisionNotFoundError."""
+            self.send_json({"error": message}, status, {"X-Error-Message": message,
+                                                        **({"X-Error-Code": code} if code else {})})
+
+        def branch(self, repo, revision):
+            """The branch a revision (a branch name or a commit id) names, or None."""
+            return next((b for b, c in repo.commits.items() if c == revision), revision if revision in
+                        repo.branches else None)
 
         def body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -89,8 +97,10 @@ def make_handler(state: HubState):
                 if not self.may_write(repo_id):
                     return
                 with state.lock:
-                    if repo_id in state.repos:
-                        return self.error(409, "You already created this model repo")
+                    if repo_id in state.repos:  # the Hub's 409 names the repository's url too (create_repo reads it)
+                        message = "You already created this model repo"
+                        return self.send_json({"error": message, "url": f"http://{self.headers['Host']}/{repo_id}"},
+                                              409, {"X-Error-Message": message})
                     state.repos[repo_id] = Repo(data.get("visibility") == "private" or bool(data.get("private")))
                 return self.send_json({"url": f"http://{self.headers['Host']}/{repo_id}", "name": repo_id})
             m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/(preupload|commit|branch)/(.+)", path)
@@ -144,16 +154,19 @@ def make_handler(state: HubState):
             if m:
                 repo_id, revision = m.group(1), m.group(2) or "main"
                 repo = state.repos.get(repo_id)
-                if repo is None or revision not in repo.branches and revision not in repo.commits.values():
-                    return self.error(404, "Repository not found")
-                revision = next((b for b, c in repo.commits.items() if c == revision), revision)
-                return self.send_json(self.repo_info(repo_id, repo, revision))
+                if repo is None:
+                    return self.error(404, "Repository not found", "RepoNotFound")
+                if self.branch(repo, revision) is None:
+                    return self.error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+                return self.send_json(self.repo_info(repo_id, repo, self.branch(repo, revision)))
             m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(/.*)?", path)
             if m:
                 repo = state.repos.get(m.group(1))
-                if repo is None or m.group(2) not in repo.branches:
-                    return self.error(404, "Repository not found")
-                files = repo.branches[m.group(2)]
+                if repo is None:
+                    return self.error(404, "Repository not found", "RepoNotFound")
+                if self.branch(repo, m.group(2)) is None:
+                    return self.error(404, f"Invalid rev id: {m.group(2)}", "RevisionNotFound")
+                files = repo.branches[self.branch(repo, m.group(2))]
                 return self.send_json([{"type": "file", "path": p, "size": len(c),
                                          "oid": hashlib.sha1(c).hexdigest()} for p, c in sorted(files.items())])
             m = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)

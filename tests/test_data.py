@@ -15,7 +15,7 @@ from tinylm_hf.data.tokens import TokenWindows, build_token_files, load_tokens, 
 from tinylm_hf.tokenizer import (CHAT_TEMPLATE, EOS, bytes_per_token, fingerprint, from_gpt2_files, load_tokenizer,
                                  train_tokenizer)
 
-from .conftest import GPT2_DIR, TRAIN_SAMPLE, VALID_SAMPLE, run_script
+from .conftest import GPT2_VOCAB, TRAIN_SAMPLE, VALID_SAMPLE, run_script
 
 
 def raw_stories(path) -> list[str]:
@@ -29,15 +29,15 @@ def sample_corpus():
 
 def test_tinystories_text_file_reads_every_story(sample_corpus):
     train = list(sample_corpus["train"]["text"])
-    assert len(train) == 2317  # 2,316 complete stories + the cut-off last one, kept (documented)
+    assert len(train) == 317  # 316 complete stories + the cut-off last one, kept (documented)
     assert train == raw_stories(TRAIN_SAMPLE)
-    assert train[-1].endswith("She said it was")  # the cut-off story, as it is in the file
-    assert len(sample_corpus["validation"]) == 1000
+    assert train[-1].endswith("I promise!\"\nTh")  # the cut-off story, as it is in the file
+    assert len(sample_corpus["validation"]) == 100
 
 
 def test_token_files_decode_back_to_the_stories(sample_corpus, tiny_tokenizer, tmp_path):
     meta = build_token_files(sample_corpus, tiny_tokenizer, str(tmp_path), "sample")
-    assert meta["dtype"] == "uint16" and meta["splits"]["train"]["documents"] == 2317
+    assert meta["dtype"] == "uint16" and meta["splits"]["train"]["documents"] == 317
     for split, path in (("train", TRAIN_SAMPLE), ("validation", VALID_SAMPLE)):
         ids = load_tokens(str(tmp_path), split)
         assert len(ids) == meta["splits"][split]["tokens"]
@@ -187,19 +187,26 @@ def test_bytes_and_words_tokenizers(tmp_path):
         train_tokenizer(iter(stories), "chars")
 
 
-def test_gpt2_files_give_the_gpt2_tokenizer():
-    tok = from_gpt2_files(str(GPT2_DIR / "vocab.json"), str(GPT2_DIR / "merges.txt"))
-    assert tok("Hello world")["input_ids"] == [15496, 995]  # GPT-2's own ids
-    assert tok.eos_token_id == 50256 and len(tok) == 50257 + 4
+def test_gpt2_files_give_the_gpt2_tokenizer(gpt2_dir):
+    """GPT-2's two files read as transformers' own GPT-2 tokenizer reads them (the oracle), plus our 4 tokens."""
+    from transformers import GPT2Tokenizer
+
+    tok = from_gpt2_files(str(gpt2_dir / "vocab.json"), str(gpt2_dir / "merges.txt"))
+    stock = GPT2Tokenizer.from_pretrained(str(gpt2_dir))
+    for text in ["Hello world", raw_stories(VALID_SAMPLE)[0], "  two spaces,\nnew lines and “quotes” 你好"]:
+        ids = tok(text)["input_ids"]
+        assert ids == stock(text)["input_ids"] and len(ids) < len(text.encode())  # merges applied
+        assert tok.decode(ids) == text
+    assert tok.eos_token_id == stock.eos_token_id == GPT2_VOCAB - 1 and len(tok) == GPT2_VOCAB + 4
 
 
-def test_token_files_are_reused_rebuilt_or_refused(sample_corpus, tiny_tokenizer, tmp_path):
+def test_token_files_are_reused_rebuilt_or_refused(sample_corpus, tiny_tokenizer, gpt2_dir, tmp_path):
     small = type(sample_corpus)({k: v.select(range(50)) for k, v in sample_corpus.items()})
     messages = []
     build_token_files(small, tiny_tokenizer, str(tmp_path), "s", log=messages.append)
     build_token_files(small, tiny_tokenizer, str(tmp_path), "s", log=messages.append)
     assert messages[-1].startswith("reusing")
-    other = from_gpt2_files(str(GPT2_DIR / "vocab.json"), str(GPT2_DIR / "merges.txt"))
+    other = from_gpt2_files(str(gpt2_dir / "vocab.json"), str(gpt2_dir / "merges.txt"))
     meta = build_token_files(small, other, str(tmp_path), "s", log=messages.append)
     assert "another tokenizer: rebuilding" in messages[-3] and meta["tokenizer"] == fingerprint(other)
     # an interrupted rebuild (train.bin rewritten, meta.json not yet) is noticed and never used

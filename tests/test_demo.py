@@ -2,11 +2,8 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,15 +13,9 @@ from tinylm_hf.demo import Demo, weights_dtype
 from tinylm_hf.errors import UserError
 from tinylm_hf.hardware import cpu_has_bf16
 
-from .conftest import ROOT, launch_chromium, needs_chromium, run_script
+from .conftest import ROOT, free_port, launch_chromium, needs_chromium, run_script, wait_for_page
 
 GREEDY = dict(temperature=0.0, top_k=40, top_p=0.95, max_new_tokens=40, repetition_penalty=1.0, seed=0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +38,7 @@ def server(chat_model_dir):
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
                                  "GRADIO_SERVER_PORT": str(port)})
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.time() < deadline, "the demo did not start"
-            time.sleep(0.5)
+    wait_for_page(url, proc)
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -220,7 +203,7 @@ def test_pretrained_only_model_completes_stories_and_explains_the_chat(tiny_mode
     demo = Demo(str(tiny_model_dir))
     assert not demo.can_chat
     answer = list(demo.chat("hello", []))[-1][0]
-    assert "pretrained only" in answer and "run_instruct.py" in answer
+    assert "pretrained only" in answer and "tinylm instruct" in answer
     story = list(demo.story("Once upon a time", **GREEDY))[-1][0]
     assert story.startswith("Once upon a time") and len(story) > len("Once upon a time")
 
@@ -240,7 +223,7 @@ def test_weights_precision_follows_the_flag_and_both_write_stories(tiny_model_di
 
 def test_without_a_model_it_says_what_to_run(tmp_path):
     proc = run_script(ROOT / "app.py", cwd=tmp_path)
-    assert proc.returncode == 2 and "run `python run_pretrain.py`" in proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "run `tinylm pretrain`" in proc.stderr.strip().splitlines()[-1]
 
 
 def test_the_demo_imports_no_trainer():

@@ -94,7 +94,7 @@ def test_the_file_holds_the_tokenizer_and_the_layout_llama_cpp_reads(random_mode
 
 def test_gguf_errors_are_one_line(random_model_dirs, tmp_path):
     proc = run_script("-m", "tinylm_hf.export", "gguf", tmp_path / "missing", tmp_path / "x.gguf", cwd=ROOT)
-    assert proc.returncode == 2 and "is not a model folder" in proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "is neither a model folder nor a Hub id" in proc.stderr.strip().splitlines()[-1]
     proc = run_script("-m", "tinylm_hf.export", "gguf", random_model_dirs["llama"], tmp_path / "x.gguf", "--type", "q4",
                       cwd=ROOT)
     assert proc.returncode == 2 and "invalid choice: 'q4'" in proc.stderr
@@ -103,4 +103,4 @@ def test_gguf_errors_are_one_line(random_model_dirs, tmp_path):
 def test_the_model_card_lists_the_exported_formats(tiny_model_dir):
     card = (tiny_model_dir / "README.md").read_text()
     for command in ("export onnx MODEL OUT --quantize q8", "export web MODEL OUT", "export gguf MODEL OUT.gguf"):
-        assert f"python -m tinylm_hf.{command}" in card
+        assert f"tinylm {command}" in card

@@ -7,7 +7,7 @@ import pytest
 from tinylm_hf.hub import files_to_push
 
 from .conftest import TINY_RUN, run_script
-from .hub_server import TOKENS, HubServer
+from .hub_server import TOKENS
 
 TOKEN = next(iter(TOKENS))
 EXPECTED = {"config.json", "model.safetensors", "generation_config.json", "configuration_tinylm.py",
@@ -28,14 +28,6 @@ out = model.generate(ids, max_new_tokens=20, do_sample=False)
 print(json.dumps({"tokens": out[0].tolist(), "class": type(model).__module__,
                   "package": "tinylm_hf" in sys.modules, "template": bool(tok.chat_template)}))
 """
-
-
-@pytest.fixture
-def hub(tmp_path):
-    with HubServer() as server:
-        server.env = {"HF_ENDPOINT": server.url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": TOKEN,
-                      "HF_HOME": str(tmp_path / "home"), "HF_HUB_DISABLE_XET": "1"}
-        yield server
 
 
 def pull(hub, repo, revision, mode, tmp_path, cwd):

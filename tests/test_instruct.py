@@ -86,27 +86,75 @@ def test_metrics():
     assert rep["distinct_1"] == pytest.approx((3 / 30 + 1) / 2) and rep["repeated_4gram"] > 0.4
 
 
-def test_narrow_data_set_fine_tunes_and_beats_the_base(tiny_model_dir, tmp_path):
-    """A persona's Q&A as a jsonl of messages: after tuning, the responses' loss is lower than the base model's."""
-    rng = random.Random(0)
-    animals = ["cat", "dog", "bird", "fish", "frog", "duck", "bear", "fox"]
+PERSONA = {  # a GuppyLM-like persona: a goldfish who answers a handful of topics in its own words
+    "food": (["What do you eat?", "What is your favourite food?", "Are you hungry?"],
+             "I eat tiny flakes and little worms. Food time is the best time in my bowl."),
+    "water": (["Is your water warm?", "Do you like your water?", "How is the water today?"],
+              "My water is cool and clean. I swim round and round in it all day."),
+    "bubbles": (["Why do you blow bubbles?", "Do you like bubbles?", "Can you make a bubble?"],
+                "Blub! I blow small bubbles when I am happy. Each bubble goes pop at the top."),
+    "friends": (["Do you have friends?", "Who is your best friend?", "Are you lonely?"],
+                "My best friend is the snail on the glass. We watch the castle together."),
+    "sleep": (["When do you sleep?", "Are you tired?", "Do fish sleep?"],
+              "I sleep when the light goes off. I float still near the green plant."),
+}
+
+
+def persona_rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
     rows = []
-    for i in range(240):
-        animal, n = rng.choice(animals), rng.randint(2, 9)
-        rows.append({"messages": [{"role": "user", "content": f"How many legs do {n} {animal}s have?"},
-                                  {"role": "assistant", "content": f"Ask the {animal} keeper about {n} {animal}s!"}]})
-    (tmp_path / "persona.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    for _ in range(n):
+        questions, answer = PERSONA[rng.choice(sorted(PERSONA))]
+        rows.append({"prompt": rng.choice(["", "Hi Finn! ", "Hello little fish. "]) + rng.choice(questions),
+                     "response": answer})
+    return rows
+
+
+def test_own_narrow_data_is_scored_and_the_tuned_model_beats_the_base(tiny_model_dir, tmp_path):
+    """Your own prompt/response rows: held-out rows answered by the base and the tuned model, scored against their
+    references by chrF and ROUGE-L, in eval_results.json and the card; the samples use the held-out prompts."""
+    (tmp_path / "persona.jsonl").write_text("\n".join(json.dumps(r) for r in persona_rows(300, seed=0)))
     out = tmp_path / "tuned"
     run_script("run_instruct.py", "--model_name_or_path", tiny_model_dir, "--dataset", tmp_path / "persona.jsonl",
-               "--output_dir", out, "--max_steps", "60", "--eval_steps", "30", "--save_steps", "30",
-               "--per_device_train_batch_size", "8", "--learning_rate", "3e-3", "--logging_steps", "10",
-               "--eval_prompts", "0", check=True)
+               "--output_dir", out, "--max_steps", "200", "--eval_steps", "100", "--save_steps", "100",
+               "--per_device_train_batch_size", "8", "--learning_rate", "1e-2", "--logging_steps", "10",
+               "--eval_prompts", "12", "--validation_split_percentage", "5", check=True)
     results = json.loads((out / "eval_results.json").read_text())
-    assert results["tuned"]["eval_loss"] < 0.7 * results["base"]["eval_loss"]
+    base, tuned = results["base"], results["tuned"]
+    assert results["held_out_prompts"] == 12 and "word_inclusion" not in tuned
+    assert tuned["chrf"] > base["chrf"] + 20 and tuned["rouge_l"] > base["rouge_l"] + 0.2, (base, tuned)
+    assert tuned["eval_loss"] < 0.7 * base["eval_loss"]
     card = (out / "README.md").read_text()
-    assert "| eval_loss |" in card and "base_model:" in card
+    assert f"| chrf | {base['chrf']} | {tuned['chrf']} |" in card and "against their reference answers" in card
     assert "| optimizer | Muon (hidden matrices) + AdamW, betas (0.9, 0.95) |" in card
     assert "chat_template.jinja" in {p.name for p in out.iterdir()}
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    questions = {q for qs, _ in PERSONA.values() for q in qs}
+    assert samples and all(s["prompt"].split("! ")[-1].split(". ")[-1] in questions for s in samples)
+
+
+def test_own_data_with_an_empty_held_out_part_is_one_line(tiny_model_dir, tmp_path):
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in persona_rows(20, seed=1)))
+    proc = run_script("run_instruct.py", "--model_name_or_path", tiny_model_dir, "--dataset", tmp_path / "train.jsonl",
+                      "--max_eval_samples", "0", "--output_dir", tmp_path / "out")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "held-out part" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_chrf_and_rouge_l_modules_agree_with_their_libraries():
+    from rouge_score import rouge_scorer
+    from sacrebleu.metrics import CHRF
+
+    answers, references = ["I eat flakes and worms.", "Blub blub.", ""], ["I eat tiny flakes.", "Blub!", "Hi."]
+    chrf = evaluate.load(metric_path("chrf")).compute(predictions=answers, references=references)
+    assert chrf["chrf"] == pytest.approx(CHRF().corpus_score(answers, [references]).score) and 0 < chrf["chrf"] < 100
+    assert evaluate.load(metric_path("chrf")).compute(predictions=references, references=references)["chrf"] == 100
+    rouge = evaluate.load(metric_path("rouge_l")).compute(predictions=answers, references=references)
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    assert rouge["rouge_l"] == pytest.approx(sum(scorer.score(r, a)["rougeL"].fmeasure
+                                                 for a, r in zip(answers, references)) / 3)
+    f1 = 2 * (3 / 5 * 3 / 4) / (3 / 5 + 3 / 4)  # i eat flakes: 3 of 5 words, 3 of 4
+    assert rouge["rouge_l"] == pytest.approx((f1 + 2 / 3 + 0) / 3)  # blub: 1 of 2, 1 of 1; nothing: 0
 
 
 def test_run_instruct_embedded_reports_base_and_tuned(tiny_model_dir, tmp_path):

@@ -22,7 +22,7 @@ from tinylm_hf.training.arguments import TinyLMTrainingArguments
 from tinylm_hf.training.optimizer import weight_decay_for_passes
 from tinylm_hf.training.pretrain import SAMPLE_PROMPTS
 
-from .conftest import ROOT, TINY_RUN, run_script
+from .conftest import ROOT, TINY_RUN, free_port, run_script
 
 FOLDER_FILES = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
                 "tokenizer_config.json", "configuration_tinylm.py", "modeling_tinylm.py",
@@ -368,7 +368,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
 
 def test_two_processes_with_torchrun(tmp_path):
     out = tmp_path / "ddp"
-    proc = run_script("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    proc = run_script("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
                       "run_pretrain.py", *TINY_RUN, "--max_steps", "10", "--eval_steps", "10", "--save_steps", "10",
                       "--time_budget", "5", "--output_dir", out, check=True, env={"OMP_NUM_THREADS": "1"})
     assert (out / "model.safetensors").exists()

@@ -14,7 +14,7 @@ import torch
 
 from tinylm_hf.data.tokens import read_meta
 
-from .conftest import GPT2_DIR, ROOT, TINY_RUN, TRAIN_SAMPLE, run_script
+from .conftest import GPT2_VOCAB, ROOT, TINY_RUN, TRAIN_SAMPLE, run_script
 
 
 def one_line_error(proc, needle):
@@ -26,13 +26,13 @@ def one_line_error(proc, needle):
 
 
 @pytest.fixture(scope="module")
-def gpt2_tokens(tmp_path_factory):
+def gpt2_tokens(tmp_path_factory, gpt2_dir):
     """Token files of the TinyStories sample built with GPT-2's tokenizer (another tokenizer than TINY_RUN's)."""
     folder = tmp_path_factory.mktemp("gpt2tokens")
     proc = run_script("run_pretrain.py", *TINY_RUN, "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2",
-                      "--tokenizer_name", GPT2_DIR, "--token_dir", folder / "tokens", "--max_train_samples", "50",
+                      "--tokenizer_name", gpt2_dir, "--token_dir", folder / "tokens", "--max_train_samples", "50",
                       "--output_dir", folder / "run", check=True)
-    assert read_meta(str(folder / "tokens"))["vocab_size"] == 50261, proc.stdout[-500:]
+    assert read_meta(str(folder / "tokens"))["vocab_size"] == GPT2_VOCAB + 4, proc.stdout[-500:]
     return folder / "tokens"
 
 
@@ -40,7 +40,7 @@ def gpt2_tokens(tmp_path_factory):
                                   "vocabulary mismatch", "block_size too large", "other tokenizer's token files",
                                   "truncated safetensors", "corrupted safetensors", "impossible shapes",
                                   "unknown preset", "foreign output folder", "Hub id offline", "pickle weights"])
-def test_bad_input_table(case, tmp_path, tiny_model_dir, gpt2_tokens):
+def test_bad_input_table(case, tmp_path, tiny_model_dir, gpt2_tokens, gpt2_dir):
     out = ["--output_dir", str(tmp_path / "out")]
     model = tmp_path / "model"
     if case in ("truncated safetensors", "corrupted safetensors", "pickle weights", "impossible shapes"):
@@ -53,7 +53,8 @@ def test_bad_input_table(case, tmp_path, tiny_model_dir, gpt2_tokens):
                            "has no column 'story' (columns: text)"),
         "not UTF-8": (["run_pretrain.py", "--dataset", "LATIN1"], "is not UTF-8 text"),
         "vocabulary mismatch": (["run_pretrain.py", "--model_name_or_path", str(tiny_model_dir), "--tokenizer_name",
-                                 str(GPT2_DIR)], "the tokenizer has 50261 tokens but the model's vocabulary is 400"),
+                                 str(gpt2_dir)],
+                                f"the tokenizer has {GPT2_VOCAB + 4} tokens but the model's vocabulary is 400"),
         "block_size too large": (["run_instruct.py", "--model_name_or_path", str(tiny_model_dir), "--block_size",
                                   "999"], "--block_size 999 is larger than the model's context (128)"),
         "other tokenizer's token files": (["run_pretrain.py", *TINY_RUN, "--token_dir", str(gpt2_tokens)],
@@ -94,7 +95,7 @@ def test_bad_input_table(case, tmp_path, tiny_model_dir, gpt2_tokens):
     one_line_error(run_script(*args), needle)
     assert (tmp_path / "precious.txt").read_text() == "keep me"
     if case == "other tokenizer's token files":
-        assert read_meta(str(gpt2_tokens))["vocab_size"] == 50261  # refused, not overwritten
+        assert read_meta(str(gpt2_tokens))["vocab_size"] == GPT2_VOCAB + 4  # refused, not overwritten
 
 
 def test_debug_flag_shows_the_traceback(tmp_path):
@@ -102,9 +103,12 @@ def test_debug_flag_shows_the_traceback(tmp_path):
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
-def test_sigkill_while_writing_token_files_is_noticed_and_rebuilt(tmp_path):
+def test_sigkill_while_writing_token_files_is_noticed_and_rebuilt(tmp_path, gpt2_dir):
     out = tmp_path / "run"
-    args = ["run_pretrain.py", "--preset", "debug", "--dataset", str(TRAIN_SAMPLE), "--tokenizer_name", str(GPT2_DIR),
+    corpus = tmp_path / "stories.txt"  # the excerpt 8 times (2 MB): long enough to be caught mid-write
+    stories = TRAIN_SAMPLE.read_text()
+    corpus.write_text("\n<|endoftext|>\n".join([stories] * 8))
+    args = ["run_pretrain.py", "--preset", "debug", "--dataset", str(corpus), "--tokenizer_name", str(gpt2_dir),
             "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--block_size", "64",
             "--output_dir", str(out)]
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -121,7 +125,7 @@ def test_sigkill_while_writing_token_files_is_noticed_and_rebuilt(tmp_path):
     assert "the token files in" in rerun.stdout and "are incomplete" in rerun.stdout
     assert not [p.name for p in tokens.iterdir() if ".tmp-" in p.name]  # the killed run's leftovers are gone
     meta = read_meta(str(tokens))
-    assert meta["splits"]["train"]["documents"] == 2317 - meta["splits"]["validation"]["documents"]
+    assert meta["splits"]["train"]["documents"] == 8 * 317 - meta["splits"]["validation"]["documents"]
 
 
 def test_ctrl_c_saves_a_checkpoint_when_asked(tmp_path):

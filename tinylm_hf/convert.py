@@ -1,9 +1,9 @@
 """Convert TinyLM folders to and from the stock architectures, so any Llama / Qwen3 / GPT-2 runtime can load them.
 
-    python -m tinylm_hf.convert --to llama SRC DST     llama family -> LlamaForCausalLM
-    python -m tinylm_hf.convert --to qwen3 SRC DST     llama family with qk_norm -> Qwen3ForCausalLM
-    python -m tinylm_hf.convert --to gpt2 SRC DST      gpt family   -> GPT2LMHeadModel
-    python -m tinylm_hf.convert --from SRC DST         any of those -> TinyLMForCausalLM
+    tinylm convert --to llama SRC DST     llama family -> LlamaForCausalLM
+    tinylm convert --to qwen3 SRC DST     llama family with qk_norm -> Qwen3ForCausalLM
+    tinylm convert --to gpt2 SRC DST      gpt family   -> GPT2LMHeadModel
+    tinylm convert --from SRC DST         any of those -> TinyLMForCausalLM
 
 The conversion is exact (same logits), which makes the stock models our correctness oracle.
 Tokenizer and generation config files are carried over when SRC has them.
@@ -265,16 +265,19 @@ def convert_folder(src: str, dst: str, to: str | None = None) -> str:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tinylm_hf.convert", description=__doc__,
+    parser = argparse.ArgumentParser(prog="tinylm convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     way = parser.add_mutually_exclusive_group(required=True)
     way.add_argument("--to", choices=sorted(CONVERTERS), help="convert a TinyLM folder to this stock architecture")
     way.add_argument("--from", dest="import_", action="store_true",
                      help="import a Llama, Qwen3 or GPT-2 folder into TinyLM")
-    parser.add_argument("src", help="model folder to read")
+    parser.add_argument("src", help="model folder or Hub id to read")
     parser.add_argument("dst", help="folder to write")
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of a Hub id to pin")
     args = parser.parse_args(argv)
-    print(f"wrote {convert_folder(args.src, args.dst, args.to)}")
+    from .hub import local_folder
+
+    print(f"wrote {convert_folder(local_folder(args.src, args.revision), args.dst, args.to)}")
 
 
 if __name__ == "__main__":

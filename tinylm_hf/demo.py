@@ -1,12 +1,17 @@
 """The Gradio demo: a streaming chat with the model, a story tab, and an X-ray tab that shows what the model does
 with a text (tokens, surprisal, the next-token distribution under the sampling settings, attention, the logit lens),
-at any snapshot of its training run. `python app.py --model DIR_OR_HUB_ID`.
+at any snapshot of its training run.
+
+    tinylm demo                          # the quickstart's model (outputs/quickstart-instruct or outputs/quickstart)
+    tinylm demo --model DIR_OR_HUB_ID    # any tinylm model folder or Hub id (--revision to pin one)
+    tinylm demo --share                  # a public gradio.live link (default: only this machine, 127.0.0.1)
 
 Generation runs in a thread with a `TextIteratorStreamer`; one lock serialises the model (the queue takes many
 users at once; each request streams in turn, with its own history, which the browser session holds). Every
 input is checked or clamped: empty or over-long messages get a clear answer, absurd slider values are clamped.
 """
 
+import argparse
 import math
 import os
 import threading
@@ -18,8 +23,8 @@ from transformers import TextIteratorStreamer
 from . import xray, xray_html
 from .data.embedded import FEATURE_NAMES
 from .data.instruct import prompt_text
-from .errors import UserError
-from .hardware import check_precision, cpu_has_bf16
+from .errors import UserError, run_cli
+from .hardware import PRECISIONS, check_precision, cpu_has_bf16
 from .loading import load_model
 from .presets import format_count
 from .tokenizer import load_tokenizer
@@ -37,7 +42,7 @@ def find_model(model: str | None) -> str:
         if os.path.exists(os.path.join(candidate, "config.json")):
             return candidate
     raise UserError("no model found in outputs/quickstart-instruct or outputs/quickstart: run "
-                    "`python run_pretrain.py` (then `python run_instruct.py` for chat) first, or pass --model "
+                    "`tinylm pretrain` (then `tinylm instruct` for chat) first, or pass --model "
                     "DIR_OR_HUB_ID")
 
 
@@ -153,7 +158,7 @@ class Demo:
         """The chat handler: a generator of (partial answer, speed) pairs."""
         if not self.can_chat:
             yield ("This model is pretrained only (its tokenizer has no chat template), so it cannot follow a chat: "
-                   "use the Story tab, or instruction-tune it with `python run_instruct.py`."), ""
+                   "use the Story tab, or instruction-tune it with `tinylm instruct`."), ""
             return
         message = message if isinstance(message, str) else ""
         if not message.strip():
@@ -265,7 +270,7 @@ def build_ui(demo: Demo):
         with gr.Tab("Chat"):
             if not demo.can_chat:
                 gr.Markdown("**Chat is disabled**: this model is pretrained only (its tokenizer has no chat "
-                            "template). Use the Story tab, or instruction-tune it with `python run_instruct.py`.")
+                            "template). Use the Story tab, or instruction-tune it with `tinylm instruct`.")
 
             with gr.Accordion("Generation settings", open=False):
                 chat_controls = sliders()
@@ -350,3 +355,25 @@ def launch(model: str | None, revision: str | None = None, server_name: str = "1
     demo = Demo(find_model(model), revision, precision)
     print(demo.info())
     build_ui(demo).launch(server_name=server_name, server_port=port, share=share)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="tinylm demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="model folder or Hub id (default: the quickstart's output)")
+    parser.add_argument("--revision", help="Hub revision to pin")
+    parser.add_argument("--server_name", "--server-name", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to bind (0.0.0.0: every interface; default: $GRADIO_SERVER_NAME or 127.0.0.1)")
+    parser.add_argument("--server_port", "--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="weights in memory (auto: bf16 for models of 5M+ parameters on CPUs with bf16 "
+                             "units, AMX or AVX512-BF16, where it generates faster; else fp32)")
+    args = parser.parse_args(argv)
+    launch(args.model, args.revision, server_name=args.server_name, port=args.server_port, share=args.share,
+           precision=args.precision)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -6,6 +6,8 @@ import os
 import shutil
 from collections.abc import Iterator
 
+from .errors import UserError
+
 TMP = ".tmp-"  # the mark of a temporary name: what a killed process leaves behind carries it
 
 
@@ -58,3 +60,13 @@ def write_json(path: str, obj, indent: int = 2) -> None:
     """`obj` as JSON at `path`, written whole."""
     with written_whole(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=indent)
+
+
+def shipped(path: str) -> str:
+    """`path`, a file that comes inside the package (the page's files, the metric modules); a one-line error if this
+    installation lacks it (a wheel built without its package data)."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path} is missing from this installation of tinylm-hf: reinstall it "
+                        f"(pip install --force-reinstall tinylm-hf), or build the wheel from a clone with its package "
+                        f"data (pip wheel .)")
+    return path

@@ -1,14 +1,18 @@
-"""Push a model folder to the Hugging Face Hub: exactly what a stranger needs, nothing else.
+"""Push a model folder to the Hugging Face Hub (exactly what a stranger needs, nothing else), or pull one.
 
-    python -m tinylm_hf.hub push DIR USER/NAME [--revision BRANCH] [--private] [--commit-message MSG]
-    python -m tinylm_hf.hub push ONNX_DIR USER/NAME-ONNX         an export's folder (onnx or web)
-    python -m tinylm_hf.hub push MODEL.gguf USER/NAME-GGUF       a GGUF file, with a model card saying how to run it
+    tinylm hub push DIR USER/NAME [--revision BRANCH] [--private] [--commit-message MSG]
+    tinylm hub push ONNX_DIR USER/NAME-ONNX         an export's folder (onnx or web)
+    tinylm hub push MODEL.gguf USER/NAME-GGUF       a GGUF file, with a model card saying how to run it
+    tinylm hub pull USER/NAME [DIR] [--revision REV]  a model folder from the Hub (DIR: default ./NAME)
 
 What is uploaded (HUB_FILES): the weights (model.safetensors), config.json (with auto_map), the two code files,
 the tokenizer files with the chat template, generation_config.json, the model card (README.md), its plot and
 eval_results.json; for an exported folder, its ONNX graphs and web page (the Hub's convention: ONNX weights in their
 own USER/NAME-ONNX repository, which transformers.js's pipeline("text-generation", "USER/NAME-ONNX") loads). Never: checkpoints with optimizer states (unless --include-checkpoints), token files,
 samples, or anything else in the folder.
+
+A pull downloads the same files (HUB_FILES) with the `huggingface_hub` client: into DIR, or into the Hub cache for
+the commands that take a Hub id where they need a folder (`tinylm export`, `tinylm convert`).
 
 The token comes only from the standard places (the HF_TOKEN variable, or `hf auth login`); it is never printed
 or written into any file.
@@ -20,10 +24,10 @@ import json
 import os
 import tempfile
 
-from huggingface_hub import HfApi, get_token
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub import HfApi, get_token, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-from .errors import UserError, run_cli
+from .errors import UserError, hub_hint, run_cli
 
 HUB_FILES = ["config.json", "model.safetensors", "model-*.safetensors", "model.safetensors.index.json",
              "generation_config.json", "configuration_tinylm.py", "modeling_tinylm.py", "tokenizer.json",
@@ -64,7 +68,7 @@ llama-server -m {file}          # then http://127.0.0.1:8080
 def gguf_folder(path: str, folder: str) -> str:
     """A folder to push for the GGUF file `path`: the file (linked) and a model card saying how to run it."""
     if not os.path.isfile(path):
-        raise UserError(f"{path} is not a file: write it first (python -m tinylm_hf.export gguf MODEL_DIR {path})")
+        raise UserError(f"{path} is not a file: write it first (tinylm export gguf MODEL_DIR {path})")
     name = os.path.basename(path)
     os.symlink(os.path.abspath(path), os.path.join(folder, name))
     with open(os.path.join(folder, "README.md"), "w") as f:
@@ -74,7 +78,7 @@ def gguf_folder(path: str, folder: str) -> str:
 
 def check_model_folder(folder: str) -> None:
     if not os.path.isdir(folder):
-        raise UserError(f"{folder} is not a folder: push the output folder of run_pretrain.py / run_instruct.py")
+        raise UserError(f"{folder} is not a folder: push the output folder of tinylm pretrain / tinylm instruct")
     try:
         with open(os.path.join(folder, "config.json")) as f:
             model_type = json.load(f).get("model_type")
@@ -83,7 +87,7 @@ def check_model_folder(folder: str) -> None:
     weights = [n for n in files_to_push(folder) if n.endswith((".safetensors", ".onnx", ".gguf"))]
     if not (model_type or any(n.endswith(".gguf") for n in weights)) or not weights:
         raise UserError(f"{folder} is not a model folder (it needs config.json and model.safetensors, or onnx/): push "
-                        f"the output folder of run_pretrain.py / run_instruct.py, or of python -m tinylm_hf.export")
+                        f"the output folder of tinylm pretrain / tinylm instruct, or of tinylm export")
 
 
 def push_folder(folder: str, repo_id: str, revision: str | None = None, private: bool = False,
@@ -116,12 +120,43 @@ def push_folder(folder: str, repo_id: str, revision: str | None = None, private:
     return commit.commit_url
 
 
+def pull(repo_id: str, folder: str | None = None, revision: str | None = None) -> str:
+    """Download a model repository's Hub files into `folder` (None: the Hub cache); returns the local folder."""
+    if repo_id.count("/") != 1 or repo_id.startswith((".", "/")):
+        raise UserError(f"{repo_id!r} is not a repository id: use USER/NAME (or ORG/NAME)")
+    if folder and os.path.isfile(folder):
+        raise UserError(f"{folder} is a file: name a folder to download {repo_id} into")
+    where = f"{repo_id}" + (f" at revision {revision!r}" if revision else "")
+    try:
+        return snapshot_download(repo_id, revision=revision, local_dir=folder, allow_patterns=HUB_FILES)
+    except RevisionNotFoundError as err:
+        raise UserError(f"{repo_id} has no revision {revision!r}: name a branch, tag or commit it has "
+                        f"(https://huggingface.co/{repo_id}/tree/main lists them)") from err
+    except RepositoryNotFoundError as err:
+        raise UserError(f"no repository {repo_id} on the Hub (or it is private: `hf auth login` with a token that "
+                        f"can read it)") from err
+    except (HfHubHTTPError, OSError) as err:  # offline, connection errors
+        raise UserError(f"cannot download {where}: {hub_hint(err)}") from err
+
+
+def local_folder(name_or_path: str, revision: str | None = None) -> str:
+    """A model folder for the commands that read files (export, convert): a folder as it is, a Hub id pulled into
+    the Hub cache (the files are downloaded once)."""
+    if os.path.isdir(name_or_path):
+        if revision:
+            raise UserError(f"--revision {revision} names a Hub revision, but {name_or_path} is a local folder")
+        return name_or_path
+    if name_or_path.startswith((".", "/")) or name_or_path.count("/") != 1:
+        raise UserError(f"{name_or_path} is neither a model folder nor a Hub id (USER/NAME)")
+    return pull(name_or_path, revision=revision)
+
+
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tinylm_hf.hub", description=__doc__,
+    parser = argparse.ArgumentParser(prog="tinylm hub", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     push = commands.add_parser("push", help="upload a model folder to the Hub")
-    push.add_argument("folder", help="the model folder (output of run_pretrain.py / run_instruct.py), an export's "
+    push.add_argument("folder", help="the model folder (output of tinylm pretrain / tinylm instruct), an export's "
                       "folder, or a .gguf file")
     push.add_argument("repo_id", help="USER/NAME on the Hub")
     push.add_argument("--revision", help="a branch to push to (created if missing); default: main")
@@ -129,7 +164,16 @@ def main(argv: list[str]) -> None:
     push.add_argument("--commit_message", "--commit-message", help="the commit message")
     push.add_argument("--include_checkpoints", "--include-checkpoints", action="store_true",
                       help="also upload checkpoint-* folders (with optimizer states)")
+    get = commands.add_parser("pull", help="download a model folder from the Hub")
+    get.add_argument("repo_id", help="USER/NAME on the Hub")
+    get.add_argument("folder", nargs="?", help="the folder to write (default: ./NAME)")
+    get.add_argument("--revision", help="a branch, tag or commit to download (default: main)")
     args = parser.parse_args(argv)
+    if args.command == "pull":
+        folder = args.folder or args.repo_id.split("/")[-1]
+        pull(args.repo_id, folder, args.revision)
+        print(f"pulled {len(files_to_push(folder))} files of {args.repo_id} into {folder}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = gguf_folder(args.folder, tmp) if args.folder.endswith(".gguf") else args.folder
         url = push_folder(folder, args.repo_id, args.revision, args.private, args.commit_message,

@@ -1,4 +1,4 @@
-"""Named model shapes. `python -m tinylm_hf.presets` prints them as a table with their parameter counts.
+"""Named model shapes. `tinylm presets` prints them as a table with their parameter counts.
 
 The vocabulary size shown is the preset's default; a training run uses its tokenizer's size instead.
 """
@@ -71,5 +71,14 @@ def table() -> str:
     return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> None:
+    import argparse
+
+    argparse.ArgumentParser(prog="tinylm presets", description=__doc__).parse_args(argv)
     print(table())
+
+
+if __name__ == "__main__":
+    from .errors import run_cli
+
+    run_cli(main)

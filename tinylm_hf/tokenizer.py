@@ -38,6 +38,7 @@ def wrap(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
     return hf
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")  # what save_pretrained writes
 UNK = "<|unk|>"  # the words tokenizer's stand-in for a word outside its vocabulary
 
 
@@ -108,10 +109,16 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, add_chat_temp
         return from_gpt2_files(vocab, merges)
     if not os.path.exists(name_or_path) and (name_or_path.startswith((".", "/")) or name_or_path.count("/") > 1):
         raise UserError(f"tokenizer not found: {name_or_path} is neither a folder nor a Hub id")
+    no_files = (f"{name_or_path} has no tokenizer files ({', '.join(TOKENIZER_FILES)}): copy them from the folder "
+                f"the model was trained into (every tinylm model folder has them beside the weights)")
+    if os.path.isdir(name_or_path) and not os.path.exists(os.path.join(name_or_path, "tokenizer.json")):
+        raise UserError(no_files)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
     except OSError as err:
         raise UserError(f"cannot load a tokenizer from {name_or_path!r}: {hub_hint(err)}") from err
+    except ValueError as err:  # a Hub repository without tokenizer files: "Couldn't instantiate the backend ..."
+        raise UserError(no_files) from err
     if not tokenizer.is_fast:
         raise UserError(f"{name_or_path} has no fast tokenizer (tokenizer.json): convert it first")
     missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]

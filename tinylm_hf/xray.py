@@ -7,7 +7,7 @@ demo. Any model this project trains or loads, at any snapshot of its training ru
     attention(model, tokenizer, text)            the attention weights, (layers, heads, T, T)
     logit_lens(model, tokenizer, text)           the prediction read out after every layer (through the final norm)
 
-From a terminal: `python -m tinylm_hf.xray MODEL "some text"` (tokens and surprisal in colour, the next-token
+From a terminal: `tinylm xray MODEL "some text"` (tokens and surprisal in colour, the next-token
 top-k; `--step N` for a snapshot). Imports no Trainer. The model runs in eval mode without gradients; every figure comes from the model's standard
 outputs (`output_attentions`, `output_hidden_states`) and from the logits processors `generate()` uses.
 """
@@ -173,7 +173,7 @@ def _paint(text: str, background: int | None) -> str:
 
 def terminal_view(model, tokenizer, text: str, top: int = 10, colour: bool = True) -> str:
     """The tokens of the text (colours tell them apart), each token shaded by its surprisal, and the next-token
-    top-k: what `python -m tinylm_hf.xray` prints. Without colour, tokens go in brackets with their bits."""
+    top-k: what `tinylm xray` prints. Without colour, tokens go in brackets with their bits."""
     cut = tokens(tokenizer, text, model.config.max_position_embeddings - 1)
     seen = surprisal(model, tokenizer, text)
     following = next_token(model, tokenizer, text, n=top)["stages"][0]["top"]
@@ -192,12 +192,13 @@ def terminal_view(model, tokenizer, text: str, top: int = 10, colour: bool = Tru
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tinylm_hf.xray", description=(
+    parser = argparse.ArgumentParser(prog="tinylm xray", description=(
         "See inside a model: how a text is cut into tokens, how surprising each token is to the model, and its "
-        "next-token distribution. The demo's X-ray tab (python app.py) shows more: attention, the logit lens, "
+        "next-token distribution. The demo's X-ray tab (tinylm demo) shows more: attention, the logit lens, "
         "sampling settings, snapshots compared."))
     parser.add_argument("model", help="model folder or Hub id")
     parser.add_argument("text", help="the text to look at")
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of a Hub id to pin")
     parser.add_argument("--step", type=int, help="the model at this snapshot of its training run (listed if absent)")
     parser.add_argument("--top", type=int, default=10, help="next-token candidates to show (default 10)")
     parser.add_argument("--colour", "--color", choices=("auto", "always", "never"), default="auto",
@@ -208,14 +209,15 @@ def main(argv: list[str]) -> None:
     from .tokenizer import load_tokenizer
 
     if args.step is None:
-        model = load_model(args.model).eval()
+        model = load_model(args.model, args.revision).eval()
     elif args.step in snapshots(args.model):
         model = load_snapshot(args.model, args.step)
     else:
         kept = ", ".join(map(str, snapshots(args.model))) or "none"
         raise UserError(f"--step {args.step}: {args.model} has no snapshot at that step (snapshots: {kept})")
     colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())
-    print(terminal_view(model, load_tokenizer(args.model, add_chat_template=False), args.text, args.top, colour))
+    tokenizer = load_tokenizer(args.model, args.revision, add_chat_template=False)
+    print(terminal_view(model, tokenizer, args.text, args.top, colour))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""python -m tinylm_hf.export {onnx,web,gguf} MODEL_DIR OUT: see tinylm_hf/export/__init__.py."""
+"""tinylm export {onnx,web,gguf} MODEL OUT (or python -m tinylm_hf.export): see tinylm_hf/export/__init__.py."""
 
 import argparse
-import os
 
 from ..errors import UserError, run_cli
+from ..hub import local_folder
 from . import __doc__ as DOC
 
 
@@ -17,7 +17,7 @@ def needs(*modules: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tinylm_hf.export", description=DOC,
+    parser = argparse.ArgumentParser(prog="tinylm export", description=DOC,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     formats = parser.add_subparsers(dest="format", required=True)
     onnx = formats.add_parser("onnx", help="ONNX with the KV cache, for ONNX Runtime and transformers.js")
@@ -31,11 +31,11 @@ def main(argv: list[str]) -> None:
     gguf.add_argument("--type", default="f16", choices=["f32", "f16", "q8_0"], dest="kind",
                       help="how the matrices are stored (default: %(default)s; norms and biases stay f32)")
     for sub, out in ((onnx, "folder to write"), (web, "folder to write"), (gguf, "the .gguf file to write")):
-        sub.add_argument("model", help="model folder (tinylm, or stock llama / qwen3 / gpt2)")
+        sub.add_argument("model", help="model folder or Hub id (tinylm, or stock llama / qwen3 / gpt2)")
         sub.add_argument("out", help=out)
+        sub.add_argument("--revision", help="Hub revision (branch, tag or commit) of a Hub id to pin")
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.model):
-        raise UserError(f"{args.model} is not a model folder (pull a Hub model first: python -m tinylm_hf.hub pull)")
+    args.model = local_folder(args.model, args.revision)
     if args.format == "onnx":
         needs("onnxruntime", "onnxscript")
         from .onnx import onnx_folder

@@ -1,6 +1,6 @@
 """GGUF: one file llama.cpp (llama-cli, llama-server, and the apps built on it) loads, written with the `gguf` package.
 
-    python -m tinylm_hf.export gguf MODEL_DIR OUT.gguf [--type f32|f16|q8_0]
+    tinylm export gguf MODEL_DIR OUT.gguf [--type f32|f16|q8_0]
 
 The llama family is written in llama.cpp's `llama` layout (`qwen3` with QK-norm), the gpt family as `gpt2` (each
 through the exact conversion to the stock model, whose tensor names the `gguf` package maps). Facts about llama.cpp
@@ -82,7 +82,7 @@ def vocabulary(tokenizer, size: int) -> tuple[list[str], list[int], list[str]]:
                      gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL)
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     if spec["model"]["type"] != "BPE" or spec.get("pre_tokenizer", {}).get("type") not in ("ByteLevel", "Sequence"):
-        raise UserError("GGUF export takes byte-level BPE tokenizers (train_tokenizer.py's bpe and bytes types, "
+        raise UserError("GGUF export takes byte-level BPE tokenizers (tinylm tokenizer's bpe and bytes types, "
                         "GPT-2's): a words tokenizer has no GGUF form")
     merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
     return tokens, types, merges

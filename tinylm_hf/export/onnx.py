@@ -1,6 +1,6 @@
 """ONNX: the folder ONNX Runtime and transformers.js load, checked against PyTorch.
 
-    python -m tinylm_hf.export onnx MODEL_DIR OUT_DIR [--quantize q8]
+    tinylm export onnx MODEL_DIR OUT_DIR [--quantize q8]
 
 It holds the stock architecture's `config.json` (the llama family as `llama`, or `qwen3` with QK-norm; the gpt
 family as `gpt2`; through the exact conversion of `tinylm_hf.convert`), `generation_config.json`, `tokenizer.json`,

@@ -1,6 +1,6 @@
 """A web page that runs the model in the browser: the ONNX folder plus `index.html` and `app.js` on transformers.js.
 
-    python -m tinylm_hf.export web MODEL_DIR OUT_DIR [--offline [--npm DIR]]
+    tinylm export web MODEL_DIR OUT_DIR [--offline [--npm DIR]]
 
 Serve OUT_DIR from any static host (`python -m http.server -d OUT_DIR`, GitHub Pages, a Hugging Face static Space)
 and open it: stories and chat stream with temperature / top-k / top-p, 8-bit or fp32 weights, all client-side.
@@ -19,6 +19,7 @@ import subprocess
 from transformers import GenerationConfig
 
 from ..errors import UserError
+from ..files import shipped
 from ..presets import format_count
 from .onnx import onnx_folder
 
@@ -93,6 +94,8 @@ def write_page(folder: str, model, name: str, runtime: dict[str, str] | None) ->
 def web_folder(model_dir: str, out_dir: str, offline: bool = False, npm_dir: str | None = None, log=print) -> dict:
     """The ONNX folder of `model_dir` (fp32 and 8-bit) with the page, at `out_dir`; returns the ONNX check's
     figures."""
+    for file in ("index.html", "app.js"):  # before the export's minutes, not after
+        shipped(os.path.join(PAGE, file))
     runtime = runtime_files(npm_dir or npm_install()) if offline else None
     name = os.path.basename(os.path.abspath(model_dir))
     report = onnx_folder(model_dir, out_dir, quantize="q8", log=log,

@@ -7,10 +7,12 @@
 
 import os
 
-METRICS = ("word_inclusion", "feature_adherence", "repetition")
+from ..files import shipped
+
+METRICS = ("word_inclusion", "feature_adherence", "repetition", "chrf", "rouge_l")
 
 
 def metric_path(name: str) -> str:
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}: one of {METRICS}")
-    return os.path.join(os.path.dirname(__file__), name, f"{name}.py")
+    return shipped(os.path.join(os.path.dirname(__file__), name, f"{name}.py"))

@@ -29,7 +29,7 @@ COMPILE_PAYS_MINUTES = 3  # torch.compile's 10-60 s pay back in runs of 500+ ste
 @dataclass
 class ModelArguments:
     preset: str | None = field(default=None, metadata={
-        "help": "model shape: see `python -m tinylm_hf.presets`. Default: quickstart, or quickstart-deep (6 layers) "
+        "help": "model shape: see `tinylm presets`. Default: quickstart, or quickstart-deep (6 layers) "
                 "for a --time_budget of 10+ minutes"})
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "continue from this model folder or Hub id instead of a fresh preset"})

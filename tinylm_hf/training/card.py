@@ -10,10 +10,10 @@ from ..presets import format_count
 EXPORTS = [  # the card's "Run it elsewhere" table
     ("format", "for", "command"),
     ("ONNX (fp32, 8-bit)", "ONNX Runtime, transformers.js",
-     "`python -m tinylm_hf.export onnx MODEL OUT --quantize q8`"),
-    ("web page", "any browser, no server", "`python -m tinylm_hf.export web MODEL OUT [--offline]`"),
+     "`tinylm export onnx MODEL OUT --quantize q8`"),
+    ("web page", "any browser, no server", "`tinylm export web MODEL OUT [--offline]`"),
     ("GGUF (f32, f16, q8_0)", "llama.cpp (`llama-cli -m OUT.gguf`)",
-     "`python -m tinylm_hf.export gguf MODEL OUT.gguf`"),
+     "`tinylm export gguf MODEL OUT.gguf`"),
 ]
 
 

@@ -53,8 +53,9 @@ class InstructDataArguments:
     block_size: int | None = field(default=None, metadata={
         "help": "longest chat in tokens (default: the model's context); longer chats are cut at the end, and "
                 "chats whose prompt alone fills it are dropped (reported)"})
-    eval_prompts: int = field(default=64, metadata={"help": "held-out prompts generated for the word/feature "
-                                                            "evaluation (0: skip it)"})
+    eval_prompts: int = field(default=64, metadata={
+        "help": "held-out prompts the base and the tuned model answer, scored by Words/Features asked for (story "
+                "records) or against the reference answers by chrF and ROUGE-L (other data) (0: skip it)"})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for tokenizing"})
 
 
@@ -72,10 +73,16 @@ class InstructTrainingArguments(TinyLMTrainingArguments):
 
 
 def held_out_prompts(chats, n: int) -> list[dict]:
-    """Prompts for the first n validation chats that ask for Words, with just the fields the metrics score
-    (Words and Features, the chats' own columns), so that the prompts stay short and the comparison is about
-    following them."""
+    """The first n validation chats as prompts to generate for, with what scores the answers.
+
+    Story records (chats that ask for Words): a short prompt with just the fields the metrics score (Words and
+    Features, the chats' own columns), so the comparison is about following them. Any other chats (your own data):
+    the chat up to its last turn as the prompt, the last turn as the reference answer."""
     out = []
+    if not any(chats["words"]):
+        for messages in chats["messages"][:n]:
+            out.append({"prompt": messages[:-1], "reference": messages[-1]["content"]})
+        return out
     for words, features in zip(chats["words"], chats["features"]):
         if words:
             record = {"words": words, "features": features}
@@ -109,21 +116,30 @@ def generate_answers(model, tokenizer, prompts: list[dict], batch_size: int = 16
 
 
 def score(answers: list[str], prompts: list[dict]) -> dict:
-    words = evaluate.load(metric_path("word_inclusion")).compute(
-        predictions=answers, references=[p["words"] for p in prompts])
-    features = evaluate.load(metric_path("feature_adherence")).compute(
-        predictions=answers, references=[p["features"] for p in prompts])
+    """Story records: the share of asked-for Words used and of Features followed. Other chats: the answers against
+    the references by chrF (character n-grams, 0-100) and ROUGE-L (longest common word subsequence, 0-1). Both:
+    how repetitive the answers are."""
+    if "reference" in prompts[0]:
+        references = [p["reference"] for p in prompts]
+        chrf = evaluate.load(metric_path("chrf")).compute(predictions=answers, references=references)
+        rouge = evaluate.load(metric_path("rouge_l")).compute(predictions=answers, references=references)
+        scores = {"chrf": round(chrf["chrf"], 2), "rouge_l": round(rouge["rouge_l"], 4)}
+    else:
+        words = evaluate.load(metric_path("word_inclusion")).compute(
+            predictions=answers, references=[p["words"] for p in prompts])
+        features = evaluate.load(metric_path("feature_adherence")).compute(
+            predictions=answers, references=[p["features"] for p in prompts])
+        scores = {"word_inclusion": round(words["word_inclusion"], 4),
+                  "feature_adherence": round(features["feature_adherence"], 4)}
     repetition = evaluate.load(metric_path("repetition")).compute(predictions=answers)
-    return {"word_inclusion": round(words["word_inclusion"], 4),
-            "feature_adherence": round(features["feature_adherence"], 4),
-            **{k: round(v, 4) for k, v in repetition.items()}}
+    return {**scores, **{k: round(v, 4) for k, v in repetition.items()}}
 
 
 def main(argv: list[str]) -> dict:
     model_args, data_args, args = parse_args((InstructModelArguments, InstructDataArguments,
                                               InstructTrainingArguments), argv)
     if not os.path.exists(model_args.model_name_or_path) and model_args.model_name_or_path == "outputs/quickstart":
-        raise UserError("no pretrained model at outputs/quickstart: run `python run_pretrain.py` first, or pass "
+        raise UserError("no pretrained model at outputs/quickstart: run `tinylm pretrain` first, or pass "
                         "--model_name_or_path")
     run.prepare_output_dir(args)
     set_seed(args.seed)
@@ -140,6 +156,10 @@ def main(argv: list[str]) -> dict:
         embedded_stories=data_args.embedded_stories)
     with args.main_process_first(desc="encoding"):
         encoded = instruct.encode_chats(chats, tokenizer, max_length, data_args.preprocessing_num_workers)
+    if len(encoded["validation"]) == 0:
+        raise UserError(f"the held-out part of {data_args.dataset or 'embedded'} is empty ({len(chats['validation'])} "
+                        f"chats that fit the context): give --validation_files, or raise --validation_split_percentage "
+                        f"(now {data_args.validation_split_percentage:g}) or --max_eval_samples")
     prompts = held_out_prompts(chats["validation"], data_args.eval_prompts) if data_args.eval_prompts else []
     generation_start = time.time()
     base_scores = score(generate_answers(model, tokenizer, prompts), prompts) if prompts else {}
@@ -160,8 +180,10 @@ def main(argv: list[str]) -> dict:
     tuned_scores["eval_loss"] = metrics["eval_loss"]
     results = {**metrics, "held_out_prompts": len(prompts), "base": base_scores, "tuned": tuned_scores}
     rows = "\n".join(f"| {k} | {base_scores[k]} | {tuned_scores[k]} |" for k in tuned_scores)
-    comparison = (f"## Base model and tuned model, side by side\n\n{len(prompts)} held-out prompts for the "
-                  f"generation figures; eval_loss is on the validation responses.\n\n"
+    scored = ("against their reference answers (chrf: character n-gram F-score, 0-100; rouge_l: 0-1)"
+              if prompts and "reference" in prompts[0] else "for the Words and Features they ask for")
+    comparison = (f"## Base model and tuned model, side by side\n\n{len(prompts)} held-out prompts answered by "
+                  f"both and scored {scored}; eval_loss is on the validation responses.\n\n"
                   f"| metric | base model | tuned |\n|---|---|---|\n{rows}")
     card = model_card(
         name=os.path.basename(os.path.abspath(args.output_dir)),
