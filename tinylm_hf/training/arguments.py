@@ -124,6 +124,9 @@ class TinyLMTrainingArguments(TrainingArguments):
         "help": "minutes for the whole run (data, tokenizer, compiling, training, evaluation, saving): the number of "
                 "steps is set from the measured step time so that warm-up and decay end with the budget; "
                 "--max_steps caps it. Default: 7 minutes when --max_steps is not given"})
+    project: str = field(default="tinylm", metadata={
+        "help": "the project trackio groups runs in (--report_to trackio: a local dashboard, nothing uploaded; "
+                "`trackio show --project tinylm` compares the runs; --run_name names one)"})
     save_on_interrupt: bool = field(default=False, metadata={"help": "on Ctrl-C, save a checkpoint before exiting"})
     snapshots: bool = field(default=True, metadata={
         "help": "keep the weights of each evaluation in OUTPUT_DIR/snapshots/step-N (a few MB each, never pushed), "

@@ -345,6 +345,11 @@ class SamplesCallback(TrainerCallback):
         with open(os.path.join(args.output_dir, "samples.jsonl"), "a") as f:
             for sample in self.latest:
                 f.write(json.dumps({"step": state.global_step, **sample}) + "\n")
+        if "trackio" in args.report_to:  # beside the curves in its dashboard (the Trainer's callback started the run)
+            import trackio
+
+            trackio.log({"samples": trackio.Table(columns=["step", "prompt", "completion"], data=[
+                [state.global_step, sample["prompt"], sample["completion"]] for sample in self.latest])})
         for sample in self.latest:
             print(f"[sample @ step {state.global_step}] {sample['prompt']}|{sample['completion']!r}")
 

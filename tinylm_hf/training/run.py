@@ -2,6 +2,7 @@
 callbacks, training with resume / NaN guard / interrupt handling, and the final Hub-format folder."""
 
 import errno
+import importlib.util
 import json
 import os
 import shutil
@@ -101,6 +102,8 @@ def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_colla
     over (the time budget keeps them free). final_eval_dataset: where the evaluations during training score a part
     of the validation set (eval_dataset), the whole of it, for the model the run ends with (`final_metrics`).
     The model's nn.Dropout modules become ByteDropout (`training/dropout.py`), in place."""
+    if "trackio" in args.report_to and importlib.util.find_spec("trackio") is None:
+        raise UserError("--report_to trackio needs the trackio package: pip install trackio")
     peak = matmul_peak_flops(torch.bfloat16 if args.bf16 else torch.float32)
     batch = global_batch_size(args)
     throughput = cb.ThroughputCallback(batch * seq_len, cb.flops_per_token(model, seq_len), peak)
