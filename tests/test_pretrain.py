@@ -480,19 +480,20 @@ def test_report_to_trackio_keeps_two_runs_side_by_side_offline(tmp_path):
     """--report_to trackio: Hugging Face's local tracker, no network: both runs' loss, bits per byte, tokens/s,
     learning rate and samples land in its local database, as its dashboard (`trackio show`) reads them."""
     env = {"TRACKIO_DIR": str(tmp_path / "trackio"), "GRADIO_ANALYTICS_ENABLED": "False"}
-    for run, lr in (("lr-3e-3", "3e-3"), ("lr-1e-2", "1e-2")):
+    for name, lr in (("lr-3e-3", "3e-3"), ("lr-1e-2", "1e-2")):
         run_script("run_pretrain.py", *TINY_RUN, "--max_steps", "20", "--eval_steps", "10", "--save_steps", "20",
-                   "--learning_rate", lr, "--report_to", "trackio", "--run_name", run, "--output_dir", tmp_path / run,
+                   "--learning_rate", lr, "--report_to", "trackio", "--run_name", name, "--output_dir", tmp_path / name,
                    env=env, check=True)
     runs = json.loads(run_script("-c", TRACKIO_READ, "tinylm", env=env, check=True).stdout.splitlines()[-1])
     assert sorted(runs) == ["lr-1e-2", "lr-3e-3"]
-    for run, logs in runs.items():
+    for name, logs in runs.items():
         keys = {k for entry in logs for k in entry}
         assert {"train/loss", "train/learning_rate", "train/tokens_per_sec", "eval/loss", "eval/bpb",
-                "samples"} <= keys, (run, keys)
+                "samples"} <= keys, (name, keys)
         evals = [e["eval/bpb"] for e in logs if "eval/bpb" in e]
         assert len(evals) >= 2 and all(0 < b < 8 for b in evals)
-    rates = {run: [e["train/learning_rate"] for e in logs if "train/learning_rate" in e] for run, logs in runs.items()}
+    rates = {name: [e["train/learning_rate"] for e in logs if "train/learning_rate" in e]
+             for name, logs in runs.items()}
     assert rates["lr-1e-2"] == pytest.approx([r * 10 / 3 for r in rates["lr-3e-3"]])  # each run its own curve
 
 
