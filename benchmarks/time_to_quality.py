@@ -177,6 +177,10 @@ def main() -> None:
     a = parser.parse_args()
     if "LlamaForCausalLM" not in a.peers:
         parser.error("--peers: keep LlamaForCausalLM, the model every ratio is taken against")
+    for path in (a.train, a.valid):
+        if not os.path.isfile(path):
+            parser.error(f"{path} not found: the benchmark reads the TinyStories samples in ../shared/data beside the "
+                         f"repository; name others with --train / --valid (tests/data holds excerpts)")
     if a.stock:
         train_stock(a.stock, a.compiled, a.minutes, os.path.join(a.work, "tokenizer"), os.path.join(a.work, "tokens"),
                     a.out, a.max_steps)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from .conftest import needs_js, run_script
+from .conftest import TRAIN_SAMPLE, VALID_SAMPLE, needs_js, run_script
 
 JS_INSTALLED = not needs_js.args[0]
 
@@ -59,7 +59,8 @@ def test_data_throughput_builds_the_same_tokens_every_way(tmp_path):
 
 
 def test_time_to_quality_trains_ours_and_the_stock_models_in_the_same_budget(tmp_path):
-    out = run_benchmark("time_to_quality", "--quick", results_dir=tmp_path)
+    out = run_benchmark("time_to_quality", "--quick", "--train", TRAIN_SAMPLE, "--valid", VALID_SAMPLE,
+                        results_dir=tmp_path)
     rows = out["rows"]
     assert [(r["model"], r["compiled"]) for r in rows][1:] == [("LlamaForCausalLM", False), ("GPT2LMHeadModel", False)]
     assert rows[0]["model"] == "tinylm"
