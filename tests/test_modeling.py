@@ -45,8 +45,8 @@ def test_causal_changing_a_token_never_changes_earlier_logits(family, attn):
     x = torch.randint(3, 97, (2, 20))
     y = x.clone()
     y[:, 12] = (y[:, 12] + 1) % 97
-    with torch.no_grad():
-        a, b = model(x).logits, model(y).logits
+    with torch.set_grad_enabled(attn == "tinylm_causal_blocks"):  # without gradients it hands over to SDPA
+        a, b = model(x).logits.detach(), model(y).logits.detach()
     assert torch.allclose(a[:, :12], b[:, :12], atol=1e-6)
     assert not torch.allclose(a[:, 12:], b[:, 12:], atol=1e-3)  # ...and does change it from t on
 
@@ -77,6 +77,26 @@ def test_blocked_causal_attention_equals_sdpa_with_padding_gradients_and_a_cache
     cache = model(x[:, :10], use_cache=True).cache
     rest = model(x[:, 10:], cache=cache, use_cache=True).logits.detach()
     assert (rest - full[:, 10:]).abs().max() < 1e-4
+
+
+def test_blocked_attention_without_a_mask_is_causal():
+    """attention_mask None (a caller that builds none): the causal mask, for a whole sequence and for queries after
+    cached keys, with gradients on (the blocks, not the SDPA hand-over), against SDPA given the same mask."""
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+
+    from tinylm_hf.attention import causal_blocks_attention
+
+    module = SimpleNamespace(num_key_value_groups=1, training=False)
+    torch.manual_seed(0)
+    for T, S in ((150, 150), (20, 30)):  # 150 queries: blocks of 64, 64 and 22 rows; 20 queries after 10 cached
+        q = torch.randn(2, 4, T, 8, requires_grad=True)
+        k, v = torch.randn(2, 4, S, 8), torch.randn(2, 4, S, 8)
+        out, _ = causal_blocks_attention(module, q, k, v, None, scaling=8 ** -0.5)
+        allowed = torch.ones(T, S, dtype=torch.bool).tril(S - T)  # query t is position S - T + t
+        expected = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed).transpose(1, 2)
+        assert (out - expected).abs().max() < 1e-5, (T, S)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -287,13 +307,27 @@ def test_after_import_loading_needs_no_remote_code(tmp_path):
         assert torch.equal(model(x).logits, loaded(x).logits)
 
 
+def parameters_by_hand(c: TinyLMConfig) -> int:
+    """The parameter count of a config from the architecture's description alone (the oracle for count_parameters)."""
+    h, i, d, bias = c.hidden_size, c.intermediate_size, c.head_dim, int(c.bias)
+    q, kv = c.num_attention_heads * d, c.num_key_value_heads * d
+    attention = h * (q + 2 * kv) + bias * (q + 2 * kv) + q * h + bias * h
+    mlp_in = 2 * i if c.mlp == "swiglu" else i  # SwiGLU: gate and up
+    mlp = h * mlp_in + bias * mlp_in + i * h + bias * h
+    norm = h * (2 if c.family == "gpt" else 1)  # LayerNorm: weight and bias; RMSNorm: weight
+    layer = attention + mlp + 2 * norm + (2 * d if c.qk_norm else 0)
+    embeddings = c.vocab_size * h + (c.max_position_embeddings * h if c.family == "gpt" else 0)
+    head = 0 if c.tie_word_embeddings else c.vocab_size * h
+    return embeddings + c.num_hidden_layers * layer + norm + head
+
+
 @pytest.mark.parametrize("name", PRESETS)
 def test_each_preset_builds_and_matches_the_table(name):
     config = get_preset(name)
-    with torch.device("meta"):
-        model = TinyLMForCausalLM(config)
-    n = sum(p.numel() for p in model.parameters())  # tied weights are one parameter
-    assert n == count_parameters(config)
+    assert count_parameters(config) == parameters_by_hand(config)
+    for untied in ({"tie_word_embeddings": False}, {"qk_norm": True} if config.family == "llama" else {}):
+        variant = TinyLMConfig(**{**config.to_dict(), **untied})
+        assert count_parameters(variant) == parameters_by_hand(variant), untied
     assert name in table()
 
 

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -503,3 +504,41 @@ def test_report_to_trackio_without_trackio_is_one_line(tmp_path):
                       "run_cli(main)", *TINY_RUN, "--report_to", "trackio", "--output_dir", tmp_path / "out")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "--report_to trackio needs the trackio package: pip install trackio" in proc.stderr.strip().splitlines()[-1]
+
+
+COMPILED_RUN = """
+import json, sys
+from torch._dynamo.utils import counters
+from tinylm_hf.training.pretrain import main
+main(sys.argv[1:])
+print(json.dumps({"graphs": counters["stats"]["unique_graphs"]}))
+"""
+
+
+def test_a_compiled_run_never_recompiles_across_passes_evaluations_and_a_resume(tmp_path):
+    """torch.compile'd training over a training set that is not a whole number of batches (so each pass would end
+    on a partial batch), two passes, evaluations, then a resume in a new process: dynamo compiles the training graphs
+    once in each process and never again (TORCH_LOGS=recompiles names every recompilation)."""
+    args = [*TINY_RUN, "--compile", "on", "--embedded_stories", "20", "--max_steps", "30", "--eval_steps", "10",
+            "--save_steps", "10", "--output_dir", tmp_path / "run"]
+    env = {"TORCH_LOGS": "recompiles"}
+    first = run_script("-c", COMPILED_RUN, *args, env=env, check=True)
+    windows = TokenWindows(str(tmp_path / "run" / "tokens"), "train", 128)
+    assert len(windows) % 8 and 30 * 8 > 2 * len(windows), len(windows)  # a partial batch; more than two passes
+    shutil.rmtree(tmp_path / "run" / "checkpoint-30")
+    resumed = run_script("-c", COMPILED_RUN, *args, "--resume_from_checkpoint", "true", env=env, check=True)
+    for proc in (first, resumed):
+        assert "Recompiling function" not in proc.stderr, proc.stderr[-3000:]
+    graphs = [json.loads(proc.stdout.strip().splitlines()[-1])["graphs"] for proc in (first, resumed)]
+    assert graphs[0] == graphs[1] > 0
+    assert state(tmp_path / "run" / "checkpoint-30")["global_step"] == 30
+
+
+def test_a_budgeted_run_shows_no_placeholder_total_and_logs_its_plan(tmp_path):
+    args = [a for a in TINY_RUN if a not in ("--max_steps", "40", "--eval_steps", "20", "--save_steps", "20")]
+    proc = run_script("run_pretrain.py", *args, "--time_budget", "0.5", "--output_dir", tmp_path / "run", check=True)
+    assert "first steps (compiling, measuring the step time)" in proc.stderr
+    assert str(10**9) not in proc.stdout + proc.stderr  # the Trainer's bound before the plan is never shown
+    planned = re.search(r"time budget: ([\d,]+) steps planned \([\d.]+ s a step; the first step took [\d.]+ s\)",
+                        proc.stdout + proc.stderr)
+    assert planned and int(planned.group(1).replace(",", "")) > 10, proc.stdout[-2000:]

@@ -11,7 +11,7 @@ uncompiled) it hands over to SDPA, whose fused forward is faster there: 25 batch
 instead of 13-14 s (6-layer quickstart shape, 2-core AMX Xeon).
 
 Importing `tinylm_hf` registers it as `attn_implementation="tinylm_causal_blocks"` (with the eager attention's
-mask), which `training.hardware.default_attention` picks for compiled training on a CPU. It returns no attention
+mask), which `hardware.default_attention` picks for compiled training on a CPU. It returns no attention
 weights; asking the model for them switches to the reference. Remote-code users (the model folder without this
 package) never see this name: saved configs do not record the attention implementation.
 """
@@ -26,8 +26,8 @@ NAME = "tinylm_causal_blocks"
 
 
 def causal_blocks_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """query (B, H, T, D), key and value (B, K, S, D), attention_mask (B, 1, T, S) additive or None:
-    -> (B, T, H, D), None."""
+    """query (B, H, T, D), key and value (B, K, S, D), attention_mask (B, 1, T, S) additive, or None for the plain
+    causal mask: -> (B, T, H, D), None."""
     if not torch.is_grad_enabled():  # evaluation: SDPA's forward (with the same additive mask) is the faster one
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
@@ -36,21 +36,21 @@ def causal_blocks_attention(module, query, key, value, attention_mask, scaling, 
         value = value.repeat_interleave(module.num_key_value_groups, dim=1)
     B, H, T, D = query.shape
     S = key.shape[2]
+    if attention_mask is None:  # causal: query row t (position S - T + t) looks at keys 0 .. S - T + t
+        attention_mask = torch.full((T, S), torch.finfo(query.dtype).min, dtype=query.dtype,
+                                    device=query.device).triu(S - T + 1)
     q, k, v = query.reshape(B * H, T, D), key.reshape(B * H, S, D), value.reshape(B * H, S, D)
-    mask = None  # 0 where a token may look, -inf (or the dtype's minimum) where not (the future, padding)
-    if attention_mask is not None:
-        mask = attention_mask.to(query.dtype).expand(B, H, T, S).reshape(B * H, T, S)
-    rows = max(64, -(-T // 8)) if mask is not None else T  # query rows per block (one block without a mask)
+    # 0 where a token may look, -inf (or the dtype's minimum) where not (the future, padding)
+    mask = attention_mask.to(query.dtype).expand(B, H, T, S).reshape(B * H, T, S)
+    rows = max(64, -(-T // 8))  # query rows per block
     blocks = []
     for start in range(0, T, rows):
         end = min(start + rows, T)
         seen = S - T + end  # keys this block may look at: up to its last row's position
         q_block, k_block, v_block = q[:, start:end], k[:, :seen], v[:, :seen]  # (B * H, t, D), (B * H, s, D) x 2
-        if mask is None:
-            scores = torch.bmm(q_block, k_block.transpose(1, 2)) * scaling  # (B * H, t, s)
-        else:  # mask + q k^T * scale
-            scores = torch.baddbmm(mask[:, start:end, :seen], q_block, k_block.transpose(1, 2), alpha=scaling)
-        weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        # mask + q k^T * scale
+        scores = torch.baddbmm(mask[:, start:end, :seen], q_block, k_block.transpose(1, 2), alpha=scaling)
+        weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)  # (B * H, t, s)
         weights = F.dropout(weights, p=dropout, training=module.training)
         blocks.append(torch.bmm(weights, v_block))  # (B * H, t, D)
     out = torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0]

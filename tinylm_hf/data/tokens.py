@@ -120,11 +120,13 @@ def load_tokens(folder: str, split: str) -> np.memmap:
 class TokenWindows:
     """`block_size`-token windows of a token file, for the Trainer (a map-style dataset).
 
-    sequential: window i starts at i * block_size (every token seen once per epoch; the Trainer shuffles order).
+    sequential: window i starts at i * block_size (the Trainer shuffles the order).
     random: the whole grid of windows moves by one offset in [0, block_size), drawn from (seed, epoch): other windows
-    at every pass over the data, so a model that sees a small corpus many times does not see the same windows again,
-    yet every token is still seen once a pass (windows drawn one by one at random, as nanoGPT does, leave some out;
-    the epoch is set at every pass by `training.callbacks.DataEpochCallback`, in every process).
+    at every pass over the data, so a model that sees a small corpus many times does not see the same windows again;
+    a pass covers every token but the first `offset` ones and the tail after the last whole window (windows drawn
+    one by one at random, as nanoGPT does, leave far more out; the epoch is set at every pass by
+    `training.callbacks.DataEpochCallback`, in every process). The Trainer's sampler leaves out a partial last batch
+    of windows too (`TinyLMTrainer`), other ones each pass.
     Each item is {"input_ids": ids, "labels": ids}: the model shifts labels itself.
     The memmap is opened lazily in each process, so workers and DDP ranks share the page cache.
     """

@@ -42,8 +42,8 @@ class ModelArguments:
     vocab_size: int = field(default=4096, metadata={"help": "vocabulary size when training a tokenizer"})
     tokenizer_type: str = field(default="bpe", metadata={"help": TOKENIZER_TYPE_HELP})
     attn_implementation: str = field(default="auto", metadata={
-        "help": "auto (eager on a CPU under torch.compile, where it is fastest; else sdpa) | sdpa | eager | "
-                "flash_attention_2 ..."})
+        "help": "auto (tinylm_causal_blocks on a CPU under torch.compile, where it is fastest; else sdpa) | sdpa | "
+                "eager | flash_attention_2 ..."})
     allow_pickle_weights: bool = field(default=False, metadata={
         "help": "allow loading .bin (pickle) weights for --model_name_or_path; pickles can run code: only for "
                 "files you trust"})
@@ -75,7 +75,7 @@ class DataArguments:
     rebuild_tokens: bool = field(default=False, metadata={"help": "rebuild the token files even if they match"})
     random_windows: bool = field(default=True, metadata={
         "help": "other windows at every pass over the data: the grid of windows moves by an offset drawn anew at each "
-                "pass (every token still seen once a pass); --random_windows false: the same windows every pass"})
+                "pass; --random_windows false: the same windows every pass"})
     eval_windows: int = field(default=256, metadata={
         "help": "validation windows scored at each evaluation during training, spread evenly over the validation split "
                 "(0: all of them); the model the run ends with is scored on all of them (eval_results.json, the card)"})

@@ -32,7 +32,7 @@ class InstructModelArguments:
         "help": "the pretrained model to tune: a folder or Hub id (default: the quickstart's output)"})
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) to pin"})
     attn_implementation: str = field(default="auto", metadata={
-        "help": "auto (eager on a CPU under torch.compile, else sdpa) | sdpa | eager | ..."})
+        "help": "auto (tinylm_causal_blocks on a CPU under torch.compile, else sdpa) | sdpa | eager | ..."})
 
 
 @dataclass

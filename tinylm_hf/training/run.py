@@ -128,7 +128,11 @@ def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_colla
                                callbacks=callbacks + ([budget] if budget else []))
     trainer.samples, trainer.nan_guard, trainer.budget = samples, nan_guard, budget
     trainer.final_eval_dataset = final_eval_dataset
-    progress = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)
+    handler = trainer.callback_handler.callbacks
+    for i, callback in enumerate(handler):
+        if budget and type(callback) is ProgressCallback:  # no placeholder total before the budget has planned
+            handler[i] = cb.BudgetProgressCallback()
+    progress = next((c for c in handler if isinstance(c, ProgressCallback)), None)
     throughput.progress = progress
     if budget:
         budget.progress = progress
