@@ -177,14 +177,14 @@ def main() -> None:
     a = parser.parse_args()
     if "LlamaForCausalLM" not in a.peers:
         parser.error("--peers: keep LlamaForCausalLM, the model every ratio is taken against")
-    for path in (a.train, a.valid):
-        if not os.path.isfile(path):
-            parser.error(f"{path} not found: the benchmark reads the TinyStories samples in ../shared/data beside the "
-                         f"repository; name others with --train / --valid (tests/data holds excerpts)")
     if a.stock:
         train_stock(a.stock, a.compiled, a.minutes, os.path.join(a.work, "tokenizer"), os.path.join(a.work, "tokens"),
                     a.out, a.max_steps)
         return
+    for path in (a.train, a.valid):
+        if not os.path.isfile(path):
+            parser.error(f"{path} not found: the benchmark reads the TinyStories samples in ../shared/data beside the "
+                         f"repository; name others with --train / --valid (tests/data holds excerpts)")
     minutes = 0.4 if a.quick else a.minutes
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     from tinylm_hf.training.arguments import DataArguments
