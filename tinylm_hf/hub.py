@@ -90,12 +90,21 @@ def check_model_folder(folder: str) -> None:
                         f"the output folder of tinylm pretrain / tinylm instruct, or of tinylm export")
 
 
+def is_repo_id(name: str) -> bool:
+    """USER/NAME (or ORG/NAME), not a path."""
+    return name.count("/") == 1 and not name.startswith((".", "/"))
+
+
+def check_repo_id(repo_id: str) -> None:
+    if not is_repo_id(repo_id):
+        raise UserError(f"{repo_id!r} is not a repository id: use USER/NAME (or ORG/NAME)")
+
+
 def push_folder(folder: str, repo_id: str, revision: str | None = None, private: bool = False,
                 commit_message: str | None = None, include_checkpoints: bool = False) -> str:
     """Create the repository if needed and upload the folder's Hub files in one commit; returns the commit URL."""
     check_model_folder(folder)
-    if repo_id.count("/") != 1:
-        raise UserError(f"{repo_id!r} is not a repository id: use USER/NAME (or ORG/NAME)")
+    check_repo_id(repo_id)
     token = get_token()
     if not token:
         raise UserError("no Hugging Face token: run `hf auth login` or set the HF_TOKEN environment variable")
@@ -122,11 +131,10 @@ def push_folder(folder: str, repo_id: str, revision: str | None = None, private:
 
 def pull(repo_id: str, folder: str | None = None, revision: str | None = None) -> str:
     """Download a model repository's Hub files into `folder` (None: the Hub cache); returns the local folder."""
-    if repo_id.count("/") != 1 or repo_id.startswith((".", "/")):
-        raise UserError(f"{repo_id!r} is not a repository id: use USER/NAME (or ORG/NAME)")
+    check_repo_id(repo_id)
     if folder and os.path.isfile(folder):
         raise UserError(f"{folder} is a file: name a folder to download {repo_id} into")
-    where = f"{repo_id}" + (f" at revision {revision!r}" if revision else "")
+    where = repo_id + (f" at revision {revision!r}" if revision else "")
     try:
         return snapshot_download(repo_id, revision=revision, local_dir=folder, allow_patterns=HUB_FILES)
     except RevisionNotFoundError as err:
@@ -146,7 +154,7 @@ def local_folder(name_or_path: str, revision: str | None = None) -> str:
         if revision:
             raise UserError(f"--revision {revision} names a Hub revision, but {name_or_path} is a local folder")
         return name_or_path
-    if name_or_path.startswith((".", "/")) or name_or_path.count("/") != 1:
+    if not is_repo_id(name_or_path):
         raise UserError(f"{name_or_path} is neither a model folder nor a Hub id (USER/NAME)")
     return pull(name_or_path, revision=revision)
 
