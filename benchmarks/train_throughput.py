@@ -21,7 +21,8 @@ from transformers import TrainerCallback, default_data_collator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import PEERS, add_results_argument, add_shape_arguments, build, report  # noqa: E402
 from tinylm_hf.training.arguments import TinyLMTrainingArguments  # noqa: E402
-from tinylm_hf.training.callbacks import TinyLMTrainer, flops_per_token  # noqa: E402
+from tinylm_hf.training.callbacks import flops_per_token  # noqa: E402
+from tinylm_hf.training.trainer import TinyLMTrainer  # noqa: E402
 from tinylm_hf.hardware import default_attention, matmul_peak_flops  # noqa: E402
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from .conftest import TRAIN_SAMPLE, VALID_SAMPLE, needs_js, run_script
 
+pytestmark = pytest.mark.slow  # each one runs a benchmark script in its own process
+
 JS_INSTALLED = not needs_js.args[0]
 
 TINY_SHAPE = ["--vocab", "256", "--hidden", "32", "--layers", "1", "--heads", "2"]

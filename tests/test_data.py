@@ -11,6 +11,7 @@ import pytest
 
 from tinylm_hf import UserError
 from tinylm_hf.data import embedded, instruct, sources
+from tinylm_hf.data.records import read_instruct_documents
 from tinylm_hf.data.tokens import TokenWindows, build_token_files, load_tokens, read_meta
 from tinylm_hf.tokenizer import (CHAT_TEMPLATE, EOS, bytes_per_token, fingerprint, from_gpt2_files, load_tokenizer,
                                  train_tokenizer)
@@ -134,7 +135,7 @@ def test_instruct_reader_handles_the_awkward_cases(tmp_path):
     path = tmp_path / "TinyStories-Instruct-valid.txt"
     path.write_text(INSTRUCT_TEXT)
     chats = instruct.load_chat(str(path), validation_files=str(path))
-    records = instruct.read_instruct_documents(sources.documents(INSTRUCT_TEXT.split("\n")))
+    records = read_instruct_documents(sources.documents(INSTRUCT_TEXT.split("\n")))
     assert len(records) == 3 and len(chats["validation"]) == 3
     first, second, third = records
     assert first["features"] == ["Dialogue", "BadEnding"] and first["words"] == ["quit", "oak", "gloomy"]
@@ -295,6 +296,7 @@ print(meta["splits"]["train"]["documents"] + meta["splits"]["validation"]["docum
 """
 
 
+@pytest.mark.slow
 def test_token_files_from_a_corpus_larger_than_the_memory_allowed(tiny_tokenizer, tmp_path):
     """Streaming tokenization holds constant memory: a corpus larger than the address space the build may add
     (on top of the libraries') still builds. (The fixed part, thread stacks and allocator arenas, is ~200 MB.)"""
@@ -313,6 +315,7 @@ def test_token_files_from_a_corpus_larger_than_the_memory_allowed(tiny_tokenizer
     assert size > allowed_mb * 2**20
 
 
+@pytest.mark.slow
 def test_train_tokenizer_script(tmp_path):
     out = tmp_path / "tok"
     proc = run_script("train_tokenizer.py", "--dataset", TRAIN_SAMPLE, "--vocab_size", "600", "--output_dir", out,
@@ -326,6 +329,7 @@ def test_train_tokenizer_script(tmp_path):
     assert len(load_tokenizer(str(out))) == 261
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,needle", [
     (["--dataset", "missing.txt"], "file not found: missing.txt"),
     (["--dataset", "EMPTY"], "empty"),

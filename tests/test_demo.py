@@ -94,6 +94,7 @@ def test_eight_concurrent_clients_each_get_their_own_complete_answer(client):
     assert answers == expected  # complete, and nobody got somebody else's answer
 
 
+@pytest.mark.slow
 def test_demo_load_benchmark_serves_every_client_its_own_answer(chat_model_dir, tmp_path):
     proc = run_script("benchmarks/demo_load.py", "--model", chat_model_dir, "--clients", "4", "--quick",
                       "--max_new_tokens", "16", "--results_dir", tmp_path, check=True)
@@ -102,6 +103,7 @@ def test_demo_load_benchmark_serves_every_client_its_own_answer(chat_model_dir, 
     assert row["requests"] == row["completed"] == row["own answer"] == 4
 
 
+@pytest.mark.slow
 def test_each_session_keeps_its_own_history(server):
     from gradio_client import Client
 
@@ -221,17 +223,20 @@ def test_weights_precision_follows_the_flag_and_both_write_stories(tiny_model_di
         Demo(str(tiny_model_dir), precision="fp8")
 
 
+@pytest.mark.slow
 def test_without_a_model_it_says_what_to_run(tmp_path):
     proc = run_script(ROOT / "app.py", cwd=tmp_path)
     assert proc.returncode == 2 and "run `tinylm pretrain`" in proc.stderr.strip().splitlines()[-1]
 
 
-def test_the_demo_imports_no_trainer():
+@pytest.mark.slow
+def test_the_demo_imports_no_trainer_and_no_datasets():
     proc = run_script("-c", "import sys, tinylm_hf.demo; print(sorted(m for m in sys.modules if m.startswith("
-                      "'transformers.trainer')))", check=True)
+                      "('transformers.trainer', 'datasets'))))", check=True)
     assert proc.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_a_person_chats_in_a_real_browser(server, tmp_path):
     from playwright.sync_api import sync_playwright
@@ -256,6 +261,7 @@ def test_a_person_chats_in_a_real_browser(server, tmp_path):
     print(f"screenshot: {shot}")
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_a_person_uses_the_xray_tab_in_a_real_browser(server, tmp_path):
     from playwright.sync_api import sync_playwright

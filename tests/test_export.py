@@ -102,6 +102,7 @@ def test_8_bit_weights_agree_on_the_top_token_of_real_text(tiny_model_dir, tmp_p
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops  # really 8-bit matrix products
 
 
+@pytest.mark.slow
 def test_export_errors_are_one_line(tmp_path):
     proc = run_script("-m", "tinylm_hf.export", "onnx", tmp_path / "missing", tmp_path / "out", cwd=ROOT)
     assert proc.returncode == 2 and "is neither a model folder nor a Hub id" in proc.stderr.strip().splitlines()[-1]

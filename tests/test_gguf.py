@@ -37,6 +37,7 @@ def test_llama_rows_interleave_the_halves_of_each_head():
     assert llama_rows(rows, 2)[:, 0].tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
 
 
+@pytest.mark.slow
 @needs_js
 @pytest.mark.parametrize("name", ["llama", "qwen3"])
 def test_llama_cpp_continues_the_llama_family_as_pytorch_does(random_model_dirs, tmp_path, name):
@@ -52,6 +53,7 @@ def test_llama_cpp_continues_the_llama_family_as_pytorch_does(random_model_dirs,
     assert len(tokens) == 24 and len(set(tokens)) > 5 and max(short) < 0.02, (tokens, short)  # varied: q/k order
 
 
+@pytest.mark.slow
 @needs_js
 def test_llama_cpp_cuts_tricky_text_into_our_token_ids(tiny_model_dir, tmp_path):
     path = tmp_path / "model.gguf"
@@ -61,6 +63,7 @@ def test_llama_cpp_cuts_tricky_text_into_our_token_ids(tiny_model_dir, tmp_path)
     assert answer["tokenize"] == [tokenizer(text, add_special_tokens=False)["input_ids"] for text in TRICKY]
 
 
+@pytest.mark.slow
 @needs_js
 @pytest.mark.parametrize("kind", ["f16", "q8_0"])
 def test_the_gpt_family_and_smaller_types_load_and_agree_within_rounding(random_model_dirs, tmp_path, kind):
@@ -92,6 +95,7 @@ def test_the_file_holds_the_tokenizer_and_the_layout_llama_cpp_reads(random_mode
     assert "output.weight" not in names and "token_embd.weight" in names  # tied: llama.cpp reads the embedding
 
 
+@pytest.mark.slow
 def test_gguf_errors_are_one_line(random_model_dirs, tmp_path):
     proc = run_script("-m", "tinylm_hf.export", "gguf", tmp_path / "missing", tmp_path / "x.gguf", cwd=ROOT)
     assert proc.returncode == 2 and "is neither a model folder nor a Hub id" in proc.stderr.strip().splitlines()[-1]

@@ -37,6 +37,7 @@ def pull(hub, repo, revision, mode, tmp_path, cwd):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_push_then_pull_anywhere(tiny_model_dir, hub, tmp_path):
     proc = run_script("-m", "tinylm_hf.hub", "push", tiny_model_dir, "alice/tiny-stories", env=hub.env, check=True)
     assert "pushed 10 files to alice/tiny-stories" in proc.stdout
@@ -57,6 +58,7 @@ def test_push_then_pull_anywhere(tiny_model_dir, hub, tmp_path):
     assert installed["tokens"] == local["tokens"]
 
 
+@pytest.mark.slow
 def test_model_card_metadata_and_revision_pinning(tiny_model_dir, hub, tmp_path):
     run_script("-m", "tinylm_hf.hub", "push", tiny_model_dir, "alice/pinned", "--revision", "v1",
                "--commit-message", "first", env=hub.env, check=True)
@@ -70,6 +72,7 @@ def test_model_card_metadata_and_revision_pinning(tiny_model_dir, hub, tmp_path)
     assert pinned["class"] == "tinylm_hf.modeling_tinylm"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case,needle", [
     ("no token", "no Hugging Face token: run `hf auth login` or set"),
     ("not yours", "refused to let this token write to bob/model (HTTP 403)"),
@@ -90,6 +93,7 @@ def test_push_failures_are_one_line(tiny_model_dir, hub, tmp_path, case, needle)
     assert needle in proc.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_run_pretrain_push_to_hub_and_the_token_is_never_written(hub, tmp_path):
     out = tmp_path / "run"
     proc = run_script("run_pretrain.py", *TINY_RUN, "--max_steps", "10", "--eval_steps", "10", "--save_steps", "10",
@@ -104,6 +108,7 @@ def test_run_pretrain_push_to_hub_and_the_token_is_never_written(hub, tmp_path):
     assert all(TOKEN.encode() not in content for content in repo.branches["main"].values())
 
 
+@pytest.mark.slow
 def test_push_to_hub_without_token_fails_before_training(tmp_path, hub):
     proc = run_script("run_pretrain.py", *TINY_RUN, "--output_dir", tmp_path / "run", "--push_to_hub",
                       "--hub_model_id", "alice/x", env={**hub.env, "HF_TOKEN": ""})
@@ -111,6 +116,7 @@ def test_push_to_hub_without_token_fails_before_training(tmp_path, hub):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_exports_push_as_the_hub_keeps_them(random_model_dirs, hub, tmp_path):
     from tinylm_hf.export.gguf import write_gguf
     from tinylm_hf.export.onnx import onnx_folder

@@ -9,6 +9,7 @@ from datasets import Dataset
 
 from tinylm_hf import UserError
 from tinylm_hf.data import instruct
+from tinylm_hf.data.records import record_messages
 from tinylm_hf.metrics import metric_path
 
 from .conftest import run_script
@@ -37,7 +38,7 @@ def test_prompt_tokens_are_masked_and_response_tokens_kept(tiny_tokenizer, shape
 def test_instruct_text_records_are_masked_the_same_way(tiny_tokenizer):
     record = {"features": ["Dialogue"], "words": ["cat", "mat"], "summary": "", "random_sentence": "",
               "story": "A cat sat on a mat."}
-    example = instruct.encode_chat(instruct.record_messages(record), tiny_tokenizer, 256)
+    example = instruct.encode_chat(record_messages(record), tiny_tokenizer, 256)
     learned = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
     assert tiny_tokenizer.decode(learned) == "A cat sat on a mat.<|endoftext|>"
     prompt = tiny_tokenizer.decode([t for t, label in zip(example["input_ids"], example["labels"]) if label == -100])
@@ -110,6 +111,7 @@ def persona_rows(n: int, seed: int) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow
 def test_own_narrow_data_is_scored_and_the_tuned_model_beats_the_base(tiny_model_dir, tmp_path):
     """Your own prompt/response rows: held-out rows answered by the base and the tuned model, scored against their
     references by chrF and ROUGE-L, in eval_results.json and the card; the samples use the held-out prompts."""
@@ -133,6 +135,7 @@ def test_own_narrow_data_is_scored_and_the_tuned_model_beats_the_base(tiny_model
     assert samples and all(s["prompt"].split("! ")[-1].split(". ")[-1] in questions for s in samples)
 
 
+@pytest.mark.slow
 def test_own_data_with_an_empty_held_out_part_is_one_line(tiny_model_dir, tmp_path):
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in persona_rows(20, seed=1)))
     proc = run_script("run_instruct.py", "--model_name_or_path", tiny_model_dir, "--dataset", tmp_path / "train.jsonl",
@@ -157,6 +160,7 @@ def test_chrf_and_rouge_l_modules_agree_with_their_libraries():
     assert rouge["rouge_l"] == pytest.approx((f1 + 2 / 3 + 0) / 3)  # blub: 1 of 2, 1 of 1; nothing: 0
 
 
+@pytest.mark.slow
 def test_run_instruct_embedded_reports_base_and_tuned(tiny_model_dir, tmp_path):
     out = tmp_path / "instruct"
     run_script("run_instruct.py", "--model_name_or_path", tiny_model_dir, "--output_dir", out, "--max_steps", "20",
@@ -169,6 +173,7 @@ def test_run_instruct_embedded_reports_base_and_tuned(tiny_model_dir, tmp_path):
             <= results[side].keys()
 
 
+@pytest.mark.slow
 def test_run_instruct_bad_data_is_one_line(tiny_model_dir, tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"question": "q", "answer": "a"}\n' * 5)
     proc = run_script("run_instruct.py", "--model_name_or_path", tiny_model_dir, "--dataset", tmp_path / "bad.jsonl",

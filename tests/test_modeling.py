@@ -221,6 +221,7 @@ def test_dropout_on_the_residual_branches_and_on_the_attention_weights_apart(fam
         TinyLMConfig(attention_dropout=1.0)
 
 
+@pytest.mark.slow
 def test_stock_gpt2_with_the_default_special_ids_beyond_a_small_vocabulary_converts(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -251,6 +252,7 @@ def test_importing_a_qwen3_whose_head_size_is_not_derived_refuses_in_one_line():
         from_llama(stock)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stock_name", ["llama", "qwen3"])
 def test_convert_cli_both_ways(tmp_path, stock_name):
     family, fields, *_ = CONVERSIONS[stock_name]
@@ -277,6 +279,7 @@ print(json.dumps({{"class": type(model).__module__, "logits": logits.flatten()[:
 """
 
 
+@pytest.mark.slow
 def test_saved_folder_loads_with_remote_code_in_a_process_without_the_package(tmp_path):
     model = make("llama")
     model.save_pretrained(tmp_path)
@@ -331,6 +334,7 @@ def test_each_preset_builds_and_matches_the_table(name):
     assert name in table()
 
 
+@pytest.mark.slow
 def test_presets_cli_prints_the_table():
     proc = run_script("-m", "tinylm_hf.presets", check=True)
     assert "quickstart" in proc.stdout and "stories110m" in proc.stdout and "109.53M" in proc.stdout
@@ -376,29 +380,37 @@ def test_loss_honours_num_items_in_batch():
     assert torch.allclose(total * 2, mean, atol=1e-5)
 
 
+def test_forward_in_training_mode_with_labels_returns_the_logits_and_their_loss():
+    """The reference model's forward is every transformers model's: logits and the loss from them, in training too."""
+    model = make("llama").train()
+    x = torch.randint(3, 97, (2, 16))
+    out = model(x, labels=x)
+    assert out.logits is not None and out.logits.shape == (2, 16, 97)
+    assert torch.allclose(out.loss, model.loss_function(logits=out.logits, labels=x, vocab_size=97))
+
+
 @pytest.mark.parametrize("family,cap", [("gpt", 0.0), ("llama", 0.0), ("llama", 1.0)])
 @pytest.mark.parametrize("num_items", [None, 50])
-def test_training_loss_in_chunks_equals_the_plain_loss_and_its_gradients(family, cap, num_items):
-    """In training the loss runs a chunk of rows at a time with its gradients in the same pass (no (N, V)
-    logits): same value and gradients as logits -> transformers' loss_function, ignored labels included, and
-    through the soft cap c * tanh(logits / c) where the model has one."""
+def test_the_fused_training_loss_equals_the_models_own_loss_and_its_gradients(family, cap, num_items):
+    """The Trainer's loss (training/loss.py) runs a chunk of rows at a time with its gradients in the same pass (no
+    (N, V) logits): same value and gradients as the model's forward with labels (logits -> transformers'
+    loss_function), ignored labels included, and through the soft cap c * tanh(logits / c) where the model has one."""
+    from tinylm_hf.training.loss import fused_causal_lm_loss
+
     x = torch.randint(3, 97, (2, 16))
     labels = x.clone()
     labels[0, :5] = -100
     kw = {} if num_items is None else {"num_items_in_batch": torch.tensor(num_items)}
     model = make(family, logit_softcap=cap).train()
-    model.loss_chunk_logits = 97 * 7  # 7 rows a chunk: 5 chunks for 32 rows, the last one short
-    chunked = model(x, labels=labels, **kw)
-    assert chunked.logits is None
-    chunked.loss.backward()
+    hidden = model(x, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+    fused = fused_causal_lm_loss(hidden, model.lm_head.weight, labels, softcap=cap,
+                                 chunk_logits=97 * 7, **kw)  # 7 rows a chunk: 5 chunks for 32 rows, the last short
+    fused.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
-    logits = model.lm_head(model.model(x).last_hidden_state)
-    if cap:
-        logits = cap * torch.tanh(logits / cap)
-    plain = model.loss_function(logits=logits, labels=labels, vocab_size=97, **kw)
+    plain = model(x, labels=labels, **kw).loss
     plain.backward()
-    assert torch.allclose(chunked.loss, plain, atol=1e-6)
+    assert torch.allclose(fused, plain, atol=1e-6)
     for name, p in model.named_parameters():
         assert torch.allclose(grads[name], p.grad, atol=1e-6, rtol=1e-4), name
 

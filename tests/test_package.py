@@ -53,6 +53,7 @@ def test_the_wheel_holds_the_command_the_page_the_metrics_and_the_license(wheel)
     assert "License-Expression: Apache-2.0" in metadata
 
 
+@pytest.mark.slow
 def test_a_wheel_install_trains_looks_inside_exports_and_serves_from_another_folder(venv_bin, tmp_path):
     work = tmp_path / "elsewhere"  # not the repository: nothing of the clone is on the path
     work.mkdir()
@@ -95,6 +96,7 @@ def test_unknown_command_is_one_line(venv_bin, tmp_path):
         "presets (tinylm --help)")
 
 
+@pytest.mark.slow
 def test_hub_pull_downloads_a_model_folder_at_a_revision(tiny_model_dir, hub, tmp_path):
     run_script("-m", "tinylm_hf", "hub", "push", tiny_model_dir, "alice/tiny", env=hub.env, check=True)
     run_script("-m", "tinylm_hf", "hub", "push", tiny_model_dir, "alice/tiny", "--revision", "v2", env=hub.env,
@@ -116,6 +118,7 @@ def test_hub_pull_downloads_a_model_folder_at_a_revision(tiny_model_dir, hub, tm
     assert (tmp_path / "gpt2" / "model.safetensors").exists(), converted.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,needle", [
     (["alice/nothing-here"], "no repository alice/nothing-here on the Hub"),
     (["alice/tiny", "--revision", "v9"], "alice/tiny has no revision 'v9'"),
@@ -128,6 +131,7 @@ def test_hub_pull_failures_are_one_line(tiny_model_dir, hub, tmp_path, args, nee
     assert needle in proc.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["xray", "MODEL", "Once"], ["export", "onnx", "MODEL", "OUT"],
                                      ["instruct", "--model_name_or_path", "MODEL", "--output_dir", "OUT"]])
 def test_a_model_folder_without_its_tokenizer_files_is_one_line(tiny_model_dir, tmp_path, command):

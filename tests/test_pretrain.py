@@ -44,6 +44,7 @@ def state(folder) -> dict:
     return json.loads((folder / "trainer_state.json").read_text())
 
 
+@pytest.mark.slow
 def test_output_folder_is_in_hub_format_and_loads_in_a_fresh_process(tiny_model_dir):
     files = set(os.listdir(tiny_model_dir))
     assert FOLDER_FILES <= files
@@ -86,6 +87,7 @@ def test_callbacks_through_a_real_trainer_run(tiny_model_dir):
     assert results["eval_loss"] == pytest.approx(min(e["eval_loss"] for e in eval_logs), abs=1e-3)  # best kept
 
 
+@pytest.mark.slow
 def test_evaluations_during_training_score_a_spread_part_and_the_final_model_all_windows(tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -152,6 +154,7 @@ def tiny_trainer(tiny_model_dir, out, windows: int | None = None, config: dict |
     return trainer, args
 
 
+@pytest.mark.slow
 def test_nan_guard_stops_training_and_keeps_the_last_good_checkpoint(tiny_model_dir, tmp_path):
     trainer, args = tiny_trainer(tiny_model_dir, tmp_path)
     trainer.add_callback(BreakTheWeights(at=13))
@@ -161,6 +164,7 @@ def test_nan_guard_stops_training_and_keeps_the_last_good_checkpoint(tiny_model_
     assert trainer.state.global_step == 15
 
 
+@pytest.mark.slow
 def test_dropout_in_training_draws_its_masks_from_random_bytes(tiny_model_dir, tmp_path):
     """make_trainer swaps the model's nn.Dropout modules for ByteDropout: at p=0.1 an element is kept with probability
     1 - 26/256 and scaled by 256/230; under torch.compile two dropouts draw two masks (a compiler that merged the two
@@ -197,6 +201,7 @@ def test_dropout_in_training_draws_its_masks_from_random_bytes(tiny_model_dir, t
     assert torch.equal(a.grad, da) and torch.equal(b.grad, 2 * db)  # each gradient masked as its output was
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps, budget, decay", [(1, None, 0.1), (16, None, 1.2), (40, 0.3, None)])
 def test_the_default_weight_decay_follows_the_passes_over_the_training_data(tiny_model_dir, tmp_path, steps, budget,
                                                                             decay):
@@ -216,6 +221,7 @@ def test_the_default_weight_decay_follows_the_passes_over_the_training_data(tiny
     assert weight_decay_for_passes(4) == 0.1 < weight_decay_for_passes(5) < weight_decay_for_passes(7) < 1.2
 
 
+@pytest.mark.slow
 def test_a_weight_decay_given_is_kept(tiny_model_dir, tmp_path):
     trainer, args = tiny_trainer(tiny_model_dir, tmp_path, windows=8, max_steps=16, weight_decay=0.3,
                                  eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
@@ -223,6 +229,7 @@ def test_a_weight_decay_given_is_kept(tiny_model_dir, tmp_path):
     assert sorted(g["weight_decay"] for g in trainer.optimizer.param_groups) == [0.0, 0.3, 0.3]
 
 
+@pytest.mark.slow
 def test_muon_steps_hidden_matrices_along_the_orthogonalised_gradient_and_resumes(tiny_model_dir, tmp_path):
     """--optimizer muon through the Trainer: each hidden weight matrix moves by lr * 0.2 * sqrt(max(rows, cols))
     times its gradient with the singular values pushed towards 1, embeddings and norms by AdamW; a run resumed from
@@ -232,7 +239,7 @@ def test_muon_steps_hidden_matrices_along_the_orthogonalised_gradient_and_resume
                                  weight_decay=decay)
     model, optimizer = trainer.model, trainer.create_optimizer()
     by_muon = {name for name, p in model.named_parameters()
-               if any(p is q for g in optimizer.param_groups if g["muon"] for q in g["params"])}
+               if any(p is q for g in optimizer.param_groups if g["role"] == "muon" for q in g["params"])}
     assert by_muon == {f"model.layers.{i}.{m}.weight" for i in range(2)
                        for m in ("attn.qkv_proj", "attn.o_proj", "mlp.up_proj", "mlp.down_proj")}
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -264,6 +271,7 @@ def test_muon_steps_hidden_matrices_along_the_orthogonalised_gradient_and_resume
         assert torch.allclose(a, b, atol=1e-5), name
 
 
+@pytest.mark.slow
 def test_a_spent_time_budget_stops_at_its_first_plan_and_saves(tiny_model_dir, tmp_path):
     trainer, args = tiny_trainer(tiny_model_dir, tmp_path, time_budget=1e-9)
     run.train(trainer, args)
@@ -283,6 +291,7 @@ class SlowDown(TrainerCallback):
             time.sleep(self.seconds)
 
 
+@pytest.mark.slow
 def test_time_budget_sets_the_steps_so_the_schedule_ends_with_the_budget(tmp_path):
     from tinylm_hf.training.pretrain import main
 
@@ -298,15 +307,13 @@ def test_time_budget_sets_the_steps_so_the_schedule_ends_with_the_budget(tmp_pat
     out = tmp_path / "budget"
     args = [a for a in TINY_RUN if a not in ("--max_steps", "40", "--eval_steps", "20", "--save_steps", "20")]
     run.make_trainer = make_trainer
-    start = time.time()
     try:
         main([*args, "--time_budget", str(budget), "--output_dir", str(out), "--disable_tqdm", "true",
               "--logging_steps", "1",  # every step's rate logged: the last one is the final step's
               "--eval_windows", "5"])  # the final model's evaluation on all windows, after training, fits in too
     finally:
         run.make_trainer = original
-    elapsed = time.time() - start
-    assert elapsed <= budget * 60 * 1.1, elapsed
+    # (that it ends on time is tests/test_budget.py's, on a fake clock: no wall-clock assertion here)
     steps = max(int(p.split("-")[1]) for p in os.listdir(out) if p.startswith("checkpoint-"))
     history = state(out / f"checkpoint-{steps}")["log_history"]
     # the plan moved when the steps got slower, and the run stopped where the last plan said
@@ -325,6 +332,7 @@ def test_time_budget_sets_the_steps_so_the_schedule_ends_with_the_budget(tmp_pat
     assert f"| weight decay | {weight_decay_for_passes(passes):g} (for {passes:.1f} passes over the" in card
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("budget, layers", [(7, 4), (10, 6)])
 def test_the_default_shape_follows_the_time_budget(tmp_path, budget, layers):
     """No --preset: the quickstart shape, with 6 layers instead of 4, QK-norm and dropout 0.1 for a budget of 10
@@ -340,6 +348,7 @@ def test_the_default_shape_follows_the_time_budget(tmp_path, budget, layers):
     assert (config["qk_norm"], config["dropout"]) == ((True, 0.1) if layers == 6 else (False, 0.0))
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     args = [*TINY_RUN, "--max_steps", "120", "--save_steps", "20", "--eval_steps", "20", "--logging_steps", "5",
             "--load_best_model_at_end", "false", "--save_total_limit", "10"]
@@ -367,6 +376,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
         assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-4), step
 
 
+@pytest.mark.slow
 def test_two_processes_with_torchrun(tmp_path):
     out = tmp_path / "ddp"
     proc = run_script("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
@@ -379,6 +389,7 @@ def test_two_processes_with_torchrun(tmp_path):
     assert state(out / "checkpoint-10")["global_step"] == 10  # the budget's plans, made by rank 0, capped at 10
 
 
+@pytest.mark.slow
 def test_another_seed_rebuilds_the_token_files_and_the_tokenizer(tmp_path, capsys):
     """The embedded corpus and a carved-off validation split depend on the seed: files built under one seed are
     never reused under another."""
@@ -395,6 +406,7 @@ def test_another_seed_rebuilds_the_token_files_and_the_tokenizer(tmp_path, capsy
     assert printed.count("training a 400-token byte-level BPE") == 3 and "reusing token files" not in printed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, trainings", [("bytes", 1), ("bpe", 2)])
 def test_the_tokenizer_is_retrained_only_when_what_decides_it_changes(kind, trainings, tmp_path, capsys):
     """--vocab_size means nothing to --tokenizer_type bytes: changing it keeps the trained tokenizer; a BPE of
@@ -409,6 +421,7 @@ def test_the_tokenizer_is_retrained_only_when_what_decides_it_changes(kind, trai
     assert printed.count(" on the training corpus") == trainings, printed
 
 
+@pytest.mark.slow
 def test_a_run_with_a_words_tokenizer(tmp_path):
     """--tokenizer_type words: the run trains one, sizes the model's vocabulary to it; GGUF export refuses it."""
     from tinylm_hf.export.gguf import write_gguf
@@ -424,6 +437,7 @@ def test_a_run_with_a_words_tokenizer(tmp_path):
         write_gguf(str(out), str(tmp_path / "model.gguf"), "f32", log=lambda *_: None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,needle", [
     (["--preset", "huge"], "unknown preset 'huge': choose one of debug"),
     (["--config_overrides", "hidden_size=50"], "hidden_size=50 is not divisible by num_attention_heads"),
@@ -448,6 +462,7 @@ def test_bad_pretrain_arguments_are_one_line(tmp_path, tiny_model_dir, args, nee
         assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_yaml_config_file_with_command_line_override(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("preset: debug\nembedded_stories: 300\nvocab_size: 300\nblock_size: 32\nmax_steps: 4\n"
@@ -477,6 +492,7 @@ print(json.dumps({run: SQLiteStorage.get_logs(project, run) for run in SQLiteSto
 """
 
 
+@pytest.mark.slow
 def test_report_to_trackio_keeps_two_runs_side_by_side_offline(tmp_path):
     """--report_to trackio: Hugging Face's local tracker, no network: both runs' loss, bits per byte, tokens/s,
     learning rate and samples land in its local database, as its dashboard (`trackio show`) reads them."""
@@ -498,6 +514,7 @@ def test_report_to_trackio_keeps_two_runs_side_by_side_offline(tmp_path):
     assert rates["lr-1e-2"] == pytest.approx([r * 10 / 3 for r in rates["lr-3e-3"]])  # each run its own curve
 
 
+@pytest.mark.slow
 def test_report_to_trackio_without_trackio_is_one_line(tmp_path):
     proc = run_script("-c", "import sys; sys.modules['trackio'] = None; "  # as if it were not installed
                       "from tinylm_hf.errors import run_cli; from tinylm_hf.training.pretrain import main; "
@@ -515,6 +532,7 @@ print(json.dumps({"graphs": counters["stats"]["unique_graphs"]}))
 """
 
 
+@pytest.mark.slow
 def test_a_compiled_run_never_recompiles_across_passes_evaluations_and_a_resume(tmp_path):
     """torch.compile'd training over a training set that is not a whole number of batches (so each pass would end
     on a partial batch), two passes, evaluations, then a resume in a new process: dynamo compiles the training graphs
@@ -534,6 +552,7 @@ def test_a_compiled_run_never_recompiles_across_passes_evaluations_and_a_resume(
     assert state(tmp_path / "run" / "checkpoint-30")["global_step"] == 30
 
 
+@pytest.mark.slow
 def test_a_budgeted_run_shows_no_placeholder_total_and_logs_its_plan(tmp_path):
     args = [a for a in TINY_RUN if a not in ("--max_steps", "40", "--eval_steps", "20", "--save_steps", "20")]
     proc = run_script("run_pretrain.py", *args, "--time_budget", "0.5", "--output_dir", tmp_path / "run", check=True)

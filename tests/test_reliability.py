@@ -36,6 +36,7 @@ def gpt2_tokens(tmp_path_factory, gpt2_dir):
     return folder / "tokens"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing file", "empty corpus", "missing column", "not UTF-8",
                                   "vocabulary mismatch", "block_size too large", "other tokenizer's token files",
                                   "truncated safetensors", "corrupted safetensors", "impossible shapes",
@@ -98,11 +99,13 @@ def test_bad_input_table(case, tmp_path, tiny_model_dir, gpt2_tokens, gpt2_dir):
         assert read_meta(str(gpt2_tokens))["vocab_size"] == GPT2_VOCAB + 4  # refused, not overwritten
 
 
+@pytest.mark.slow
 def test_debug_flag_shows_the_traceback(tmp_path):
     proc = run_script("run_pretrain.py", "--dataset", "nope.txt", "--output_dir", tmp_path, "--debug")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_while_writing_token_files_is_noticed_and_rebuilt(tmp_path, gpt2_dir):
     out = tmp_path / "run"
     corpus = tmp_path / "stories.txt"  # the excerpt 8 times (2 MB): long enough to be caught mid-write
@@ -128,6 +131,7 @@ def test_sigkill_while_writing_token_files_is_noticed_and_rebuilt(tmp_path, gpt2
     assert meta["splits"]["train"]["documents"] == 8 * 317 - meta["splits"]["validation"]["documents"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_when_asked(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "run_pretrain.py", *TINY_RUN, "--max_steps", "100000",
@@ -160,6 +164,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_is_a_clear_error_and_the_previous_checkpoint_survives(small_disk, tmp_path):
     proc = run_script("run_pretrain.py", *TINY_RUN, "--max_steps", "200", "--save_steps", "5", "--eval_steps", "5",
                       "--save_total_limit", "100", "--token_dir", tmp_path / "tokens", "--output_dir", small_disk)

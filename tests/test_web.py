@@ -58,6 +58,7 @@ def run_page(page, mode: str, text: str, weights: str = "fp32") -> list[int]:
     return json.loads(page.get_attribute("#output", "data-ids"))
 
 
+@pytest.mark.slow
 @needs_chromium
 @needs_js
 @pytest.mark.parametrize("served", ["llama", "gpt", "qwen3"], indirect=True)

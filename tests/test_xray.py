@@ -110,6 +110,7 @@ def test_snapshots_of_the_run_show_the_model_learn(tiny_model_dir):
     assert not any(f.startswith(xray.SNAPSHOTS) for f in files_to_push(str(tiny_model_dir)))  # never on the Hub
 
 
+@pytest.mark.slow
 def test_the_terminal_view_prints_the_tokens_their_surprisal_and_the_next_token(model_and_tokenizer, tiny_model_dir):
     model, tokenizer = model_and_tokenizer
     text = "Once upon a time, there was a dog."

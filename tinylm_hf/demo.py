@@ -22,7 +22,7 @@ from transformers import TextIteratorStreamer
 
 from . import xray, xray_html
 from .data.embedded import FEATURE_NAMES
-from .data.instruct import prompt_text
+from .data.records import prompt_text
 from .errors import UserError, run_cli
 from .hardware import PRECISIONS, check_precision, cpu_has_bf16
 from .loading import load_model

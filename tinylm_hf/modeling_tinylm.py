@@ -15,7 +15,6 @@ rest of the `tinylm_hf` package.
 """
 
 import copy
-import inspect
 import math
 from collections.abc import Callable
 
@@ -209,51 +208,6 @@ def soft_cap(logits: torch.Tensor, cap: float) -> torch.Tensor:
     return cap * torch.tanh(logits / cap)
 
 
-class ChunkedLinearCrossEntropy(torch.autograd.Function):
-    """The training loss, cross_entropy(hidden @ weight^T, targets), a chunk of rows at a time, with its gradients
-    computed in the same pass (as Liger-Kernel's fused linear cross-entropy does on GPUs).
-
-    The plain way writes all the (N, V) logits, upcasts them to fp32 and reads them back several times: 64 MB at
-    V = 4096 and N = 4096 tokens, far more than the caches hold. Here each chunk's logits stay in cache, and the
-    backward pass is a multiply. The reduction is the same as transformers' `ForCausalLMLoss`: the sum over
-    targets that are not -100, divided by `divisor` (`num_items_in_batch`, else the number of such targets).
-    With `cap` > 0 the logits are soft-capped first (`soft_cap`), and their gradient takes tanh's derivative.
-    """
-
-    @staticmethod
-    def forward(ctx, hidden, weight, targets, divisor, rows_per_chunk: int, cap: float = 0.0):
-        # hidden (N, C), weight (V, C), targets (N,); matmuls run in the autocast dtype where autocast is on
-        grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32)
-        loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        keep = (targets != -100).unsqueeze(1)  # (N, 1)
-        targets = targets.clamp(min=0).unsqueeze(1)  # (N, 1), ignored rows point at class 0, masked below
-        for start in range(0, hidden.shape[0], rows_per_chunk):
-            rows = slice(start, start + rows_per_chunk)
-            raw = hidden[rows] @ weight.t()  # (n, V)
-            logits = raw.float()
-            if cap:
-                logits = soft_cap(logits, cap)
-            lse = logits.logsumexp(dim=-1, keepdim=True)  # (n, 1)
-            loss += ((lse - logits.gather(1, targets[rows])) * keep[rows]).sum()
-            grad = (logits - lse).exp_().scatter_add_(1, targets[rows], torch.full_like(lse, -1.0))  # softmax - 1hot
-            if cap:  # through the cap: d(c * tanh(x / c)) / dx = 1 - tanh(x / c)^2 = 1 - (capped / c)^2
-                grad = grad * (1 - (logits / cap).square())
-            grad = (grad * keep[rows]).to(raw.dtype)  # d(sum of losses) / d(logits): (n, V)
-            grad_hidden[rows] = grad @ weight
-            grad_weight += grad.t() @ hidden[rows]
-        ctx.save_for_backward(grad_hidden, grad_weight, divisor)
-        ctx.weight_dtype = weight.dtype
-        return loss / divisor
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        grad_hidden, grad_weight, divisor = ctx.saved_tensors
-        scale = grad_loss / divisor
-        return ((grad_hidden * scale).to(grad_hidden.dtype), (grad_weight * scale).to(ctx.weight_dtype),
-                None, None, None, None)
-
-
 class TinyLMPreTrainedModel(PreTrainedModel):
     config_class = TinyLMConfig
     config: TinyLMConfig
@@ -359,7 +313,6 @@ class TinyLMForCausalLM(TinyLMPreTrainedModel, GenerationMixin):
     """TinyLM with its language-model head: token ids -> next-token logits (and the loss, given labels)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-    loss_chunk_logits = 2**20  # logits per chunk of the training loss: 4 MB in fp32, which stays in cache
 
     def __init__(self, config: TinyLMConfig):
         super().__init__(config)
@@ -374,20 +327,12 @@ class TinyLMForCausalLM(TinyLMPreTrainedModel, GenerationMixin):
                 inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
                 use_cache: bool | None = None, logits_to_keep: int = 0, **kwargs) -> CausalLMOutputWithPast:
         """labels: the input ids themselves (shifted inside the loss), -100 where no loss is wanted.
-        logits_to_keep: compute logits for the last N positions only (0: all); generate() uses 1.
-
-        In training mode with labels and gradients on, the loss comes from `chunked_loss` and `logits` is None: the
-        (B, T, V) logits are never built (the Trainer reads only the loss). Call `model.eval()`, or run under
-        torch.no_grad(), for logits and loss together."""
+        logits_to_keep: compute logits for the last N positions only (0: all); generate() uses 1."""
         outputs = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             cache=cache, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
         )
         hidden = outputs.last_hidden_state  # (B, T, C)
-        if labels is not None and self.training and torch.is_grad_enabled():  # training: the fused loss, no logits
-            return CausalLMOutputWithPast(loss=self.chunked_loss(hidden, labels, **kwargs),
-                                          cache=outputs.cache,
-                                          hidden_states=outputs.hidden_states, attentions=outputs.attentions)
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
         logits = self.lm_head(hidden)  # (B, T, V)
@@ -399,21 +344,5 @@ class TinyLMForCausalLM(TinyLMPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(loss=loss, logits=logits, cache=outputs.cache,
                                       hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
-    def chunked_loss(self, hidden, labels, num_items_in_batch=None, shift_labels=None, **kwargs) -> torch.Tensor:
-        """The same loss as `self.loss_function` (labels shifted inside), through `ChunkedLinearCrossEntropy`."""
-        if shift_labels is None:  # token t predicts token t + 1
-            shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]
-        targets = shift_labels.reshape(-1)  # (B * T,)
-        if num_items_in_batch is None:
-            num_items_in_batch = (targets != -100).sum()
-        divisor = torch.as_tensor(num_items_in_batch, dtype=torch.float32, device=hidden.device)
-        rows_per_chunk = max(1, self.loss_chunk_logits // self.config.vocab_size)
-        return ChunkedLinearCrossEntropy.apply(hidden.reshape(-1, hidden.shape[-1]), self.lm_head.weight, targets,
-                                               divisor, rows_per_chunk, float(self.config.logit_softcap))
-
-
-# generate() asks a model registered with an auto class for its forward's signature at every new token (transformers
-# 5 looks for a `cache_position` argument there): ~0.16 ms a token on a CPU. Computed once here instead.
-TinyLMForCausalLM.forward.__signature__ = inspect.signature(TinyLMForCausalLM.forward)
 
 __all__ = ["TinyLMForCausalLM", "TinyLMModel", "TinyLMPreTrainedModel"]

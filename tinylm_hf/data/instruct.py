@@ -1,15 +1,6 @@
 """Instruction data: TinyStories-Instruct records, records derived from plain stories, generic chat data sets,
 all turned into `messages` and then into token ids whose labels are -100 everywhere but the response.
-
-A TinyStories-Instruct record (one per `<|endoftext|>`; header lines in any order, any subset):
-
-    Features: Dialogue, BadEnding
-    Words: quit, oak, gloomy
-    Summary: Sara and Ben were playing in the park, ...
-    Random sentence: The wind was cold.
-    Story:
-
-    Sara and Ben were playing in the park. ...
+The records themselves (their format, their prompt) are `records.py`.
 """
 
 import random
@@ -19,9 +10,8 @@ from datasets import Dataset, DatasetDict
 
 from ..errors import UserError
 from . import sources
+from .records import HEADER_FIELDS, LIST_FIELDS, record_messages, read_instruct_documents
 
-HEADER_FIELDS = {"features": "Features", "words": "Words", "summary": "Summary", "random_sentence": "Random sentence"}
-LIST_FIELDS = ("features", "words")
 SHAPES = ("messages: a list of {role, content}", "prompt + response", "instruction (+ input) + output",
           "text in TinyStories-Instruct format", "text: plain stories (records are derived)")
 STOPWORDS = set("""a an the and or but so of to in on at by for with from into onto over under up down out off
@@ -29,28 +19,6 @@ about as is was were be been being am are it its it's he she they them their his
 my this that these those there then than when what who whom which while where why how very too not no yes all
 any some one two had has have do did does said says say just can could would should will shall may might must
 once upon time day""".split())
-
-
-def parse_record(document: str) -> dict | None:
-    """One TinyStories-Instruct record from its text; None if it has no `Story:` line."""
-    record = {"features": [], "words": [], "summary": "", "random_sentence": "", "story": ""}
-    lines = document.split("\n")
-    names = {label.lower(): key for key, label in HEADER_FIELDS.items()}
-    for i, line in enumerate(lines):
-        label, sep, value = line.partition(":")
-        label = label.strip().lower()
-        if sep and label == "story":
-            record["story"] = "\n".join([value.strip()] + lines[i + 1:]).strip()
-            return record
-        if sep and label in names:
-            key = names[label]
-            value = value.strip()
-            record[key] = [v.strip() for v in value.split(",") if v.strip()] if key in LIST_FIELDS else value
-    return None
-
-
-def read_instruct_documents(documents) -> list[dict]:
-    return [r for r in map(parse_record, documents) if r is not None and r["story"]]
 
 
 def derive_record(story: str, rng: random.Random, n_words: int = 3) -> dict:
@@ -62,20 +30,6 @@ def derive_record(story: str, rng: random.Random, n_words: int = 3) -> dict:
     return {"features": ["Dialogue"] if re.search(r"[\"“”]", story) else [],
             "words": rng.sample(candidates, min(n_words, len(candidates))),
             "summary": "", "random_sentence": rng.choice(sentences) if sentences else "", "story": story}
-
-
-def prompt_text(record: dict) -> str:
-    """The user turn of a record: one line per header field it has, in a fixed order."""
-    lines = ["Write a story."]
-    for key, label in HEADER_FIELDS.items():
-        value = record.get(key)
-        if value:
-            lines.append(f"{label}: {', '.join(value) if key in LIST_FIELDS else value}")
-    return "\n".join(lines)
-
-
-def record_messages(record: dict) -> list[dict]:
-    return [{"role": "user", "content": prompt_text(record)}, {"role": "assistant", "content": record["story"]}]
 
 
 def drop_fields(record: dict, rng: random.Random, keep_words: float = 0.9) -> dict:

@@ -17,13 +17,11 @@ from transformers import HfArgumentParser, TrainingArguments
 from ..errors import UserError
 from ..hardware import bf16_is_fast, check_precision
 from ..tokenizer import describe_kind
-from .callbacks import UNPLANNED_STEPS
-from .optimizer import weight_decay_for_passes
+from . import policy
 
 
 TOKENIZER_TYPE_HELP = ("the tokenizer to train: bpe (byte-level BPE) | bytes (256 byte tokens, no merges) | words "
                        "(lower-cased words and punctuation; lossy): tinylm_hf.tokenizer.train_tokenizer")
-COMPILE_PAYS_MINUTES = 3  # torch.compile's 10-60 s pay back in runs of 500+ steps or budgets of 3+ minutes
 
 
 @dataclass
@@ -181,29 +179,25 @@ class TinyLMTrainingArguments(TrainingArguments):
             # join one process group (each trains alone: seen on CPUs without bf16 units, where it was not set)
             self.use_cpu = True
             self.dataloader_pin_memory = False  # nothing to pin for: the batches stay in CPU memory
-        if self.precision == "bf16" or (self.precision == "auto" and not self.fp16 and bf16_is_fast()):
-            self.bf16 = True
-        if self.precision == "fp32":
-            self.bf16 = False
         if self.optimizer not in ("adamw", "muon"):
             raise UserError(f"--optimizer {self.optimizer!r}: use adamw or muon")
         if self.compile not in ("auto", "on", "off"):
             raise UserError(f"--compile {self.compile!r}: use auto, on or off")
-        self.auto_weight_decay = self.weight_decay is None  # chosen once the steps are known: PassWeightDecayCallback
-        if self.auto_weight_decay:
-            self.weight_decay = weight_decay_for_passes(0)  # until then: the groups it marks as decayed are decayed
-        self.started = time.time()  # the time budget's clock
-        if self.time_budget is None and self.max_steps <= 0:
-            self.time_budget = self.default_time_budget
         if self.time_budget is not None and not self.time_budget > 0:
             raise UserError(f"--time_budget {self.time_budget}: give a number of minutes above 0")
-        self.step_cap = self.max_steps if self.max_steps > 0 else None  # under a budget: the most steps it may set
-        if self.time_budget is not None and self.max_steps <= 0:
-            self.max_steps = UNPLANNED_STEPS  # the budget sets the steps; the Trainer wants an upper bound
-        can_compile = torch.cuda.is_available() or shutil.which(os.environ.get("CXX", "g++")) is not None
-        long_run = self.max_steps >= 500 and (self.time_budget or COMPILE_PAYS_MINUTES) >= COMPILE_PAYS_MINUTES
-        if self.compile == "on" or (self.compile == "auto" and long_run and can_compile):
-            self.torch_compile = True
+        self.started = time.time()  # the time budget's clock
+        # what was not said: the steps, compilation, precision, shape and weight decay (training/policy.py)
+        self.choices = policy.choose(
+            time_budget=self.time_budget, max_steps=self.max_steps, compile=self.compile, precision=self.precision,
+            weight_decay=self.weight_decay, default_budget=self.default_time_budget, fp16=self.fp16,
+            can_compile=torch.cuda.is_available() or shutil.which(os.environ.get("CXX", "g++")) is not None,
+            bf16_is_fast=bf16_is_fast())
+        self.time_budget, self.max_steps, self.step_cap = (self.choices.time_budget, self.choices.max_steps,
+                                                           self.choices.step_cap)
+        self.torch_compile = self.torch_compile or self.choices.compile
+        if self.precision != "auto" or self.choices.bf16:  # (auto, no bf16 units: --bf16 true still asks for it)
+            self.bf16 = self.choices.bf16
+        self.weight_decay, self.auto_weight_decay = self.choices.weight_decay, self.choices.weight_decay_by_passes
         super().__post_init__()
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import evaluate
-import torch
 from transformers import DataCollatorForSeq2Seq, set_seed
 
 from ..data import instruct
+from ..data.records import prompt_text
 from ..errors import UserError
 from ..loading import load_model
 from ..metrics import metric_path
@@ -24,6 +24,7 @@ from ..tokenizer import load_tokenizer
 from . import optimizer, run
 from .arguments import TinyLMTrainingArguments, parse_args
 from .card import model_card
+from .generation import complete
 
 
 @dataclass
@@ -86,33 +87,15 @@ def held_out_prompts(chats, n: int) -> list[dict]:
     for words, features in zip(chats["words"], chats["features"]):
         if words:
             record = {"words": words, "features": features}
-            out.append({"prompt": [{"role": "user", "content": instruct.prompt_text(record)}], **record})
+            out.append({"prompt": [{"role": "user", "content": prompt_text(record)}], **record})
         if len(out) == n:
             break
     return out
 
 
-def generate_answers(model, tokenizer, prompts: list[dict], batch_size: int = 16, max_new_tokens: int = 200,
-                     seed: int = 0) -> list[str]:
-    """Sampled answers (the model's generation defaults, fixed seed), batched with left padding."""
-    tokenizer.padding_side = "left"
-    model.eval()
-    answers = []
-    torch.manual_seed(seed)
-    for i in range(0, len(prompts), batch_size):
-        chats = [p["prompt"] for p in prompts[i:i + batch_size]]
-        batch = tokenizer.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt",
-                                              return_dict=True)
-        room = model.config.max_position_embeddings - batch["input_ids"].shape[1]
-        if room < 1:
-            raise UserError(f"the held-out prompts are {batch['input_ids'].shape[1]} tokens long, as long as the "
-                            f"model's context: pass --eval_prompts 0 to skip the generation evaluation")
-        with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=min(max_new_tokens, room), temperature=0.7,
-                                 pad_token_id=tokenizer.pad_token_id)
-        answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-    tokenizer.padding_side = "right"
-    return answers
+def generate_answers(model, tokenizer, prompts: list[dict]) -> list[str]:
+    """Sampled answers to the held-out prompts (the model's generation defaults at temperature 0.7, fixed seed)."""
+    return complete(model, tokenizer, [p["prompt"] for p in prompts], chat=True, max_new_tokens=200, sample=True)
 
 
 def score(answers: list[str], prompts: list[dict]) -> dict:

@@ -30,31 +30,32 @@ def orthogonalise(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     return x.T if g.shape[0] > g.shape[1] else x
 
 
-class MuonAdamW(torch.optim.AdamW):
-    """AdamW, except for the parameter groups marked `muon=True`, which take a Muon step: momentum (Nesterov),
-    orthogonalised, scaled by 0.2 * sqrt(max(rows, cols)) to an AdamW step's RMS, with the same decoupled
-    weight decay and the group's learning rate."""
+class MuonAdamW(torch.optim.Optimizer):
+    """One optimizer over all the parameter groups: those whose role is "muon" take a Muon step (momentum, Nesterov,
+    orthogonalised, scaled by 0.2 * sqrt(max(rows, cols)) to an AdamW step's RMS, with the same decoupled weight
+    decay and the group's learning rate); the others an AdamW step, by a `torch.optim.AdamW` that works on those
+    same group dicts and keeps its state in this optimizer's `state`. So the scheduler, the Trainer, hooks and
+    `state_dict` see every group, all the time."""
 
-    def __init__(self, params, momentum: float = 0.95, **adamw_kwargs):
-        super().__init__(params, **adamw_kwargs)
-        for group in self.param_groups:
-            group.setdefault("muon", False)
-            group.setdefault("momentum", momentum)
+    def __init__(self, params, lr: float, momentum: float = 0.95, **adamw_kwargs):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "role": "decay"})
+        self.adamw = torch.optim.AdamW([g for g in self.param_groups if g["role"] != "muon"], lr=lr, **adamw_kwargs)
+        self.adamw.state = self.state
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)  # new group dicts and a new state: AdamW works on them again
+        self.adamw.param_groups = [g for g in self.param_groups if g["role"] != "muon"]
+        self.adamw.state = self.state
 
     @torch.no_grad()
     def step(self, closure=None):
-        every_group = self.param_groups
-        self.param_groups = [g for g in every_group if not g["muon"]]
-        try:
-            loss = super().step(closure)
-        finally:
-            self.param_groups = every_group
-        for group in (g for g in every_group if g["muon"]):
+        loss = self.adamw.step(closure)
+        for group in (g for g in self.param_groups if g["role"] == "muon"):
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self.state[p]
-                if not state:  # a "step" as AdamW's states have, which its load_state_dict expects
+                if not state:
                     state["step"], state["momentum_buffer"] = torch.tensor(0.0), torch.zeros_like(p)
                 state["step"] += 1
                 buffer = state["momentum_buffer"]
@@ -66,9 +67,9 @@ class MuonAdamW(torch.optim.AdamW):
 
 
 def muon_groups(model, weight_decay: float) -> list[dict]:
-    """The model's trainable parameters in three groups: hidden weight matrices (Muon, decayed); the other
-    matrices, i.e. token and position embeddings and the output head (AdamW, decayed); vectors: norms and biases
-    (AdamW, no decay)."""
+    """The model's trainable parameters in three groups, each with its role: hidden weight matrices ("muon":
+    Muon, decayed); the other matrices, i.e. token and position embeddings and the output head ("decay": AdamW,
+    decayed); vectors: norms and biases ("no_decay": AdamW, no decay)."""
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     if model.get_output_embeddings() is not None:
         embeddings.add(id(model.get_output_embeddings().weight))
@@ -76,9 +77,9 @@ def muon_groups(model, weight_decay: float) -> list[dict]:
     hidden = [p for p in params if p.ndim == 2 and id(p) not in embeddings]
     tables = [p for p in params if p.ndim == 2 and id(p) in embeddings]
     vectors = [p for p in params if p.ndim != 2]
-    return [{"params": hidden, "muon": True, "weight_decay": weight_decay},
-            {"params": tables, "weight_decay": weight_decay},
-            {"params": vectors, "weight_decay": 0.0}]
+    return [{"params": hidden, "role": "muon", "weight_decay": weight_decay},
+            {"params": tables, "role": "decay", "weight_decay": weight_decay},
+            {"params": vectors, "role": "no_decay", "weight_decay": 0.0}]
 
 
 def describe(args) -> str:

@@ -15,7 +15,7 @@ from transformers import default_data_collator, set_seed
 from ..data import sources
 from ..data.tokens import TokenWindows, build_token_files
 from ..files import write_json, written_whole
-from ..presets import for_budget, format_count
+from ..presets import format_count
 from ..tokenizer import describe_kind, load_tokenizer, train_tokenizer
 from . import optimizer, run
 from .arguments import DataArguments, ModelArguments, TinyLMTrainingArguments, parse_args
@@ -56,7 +56,7 @@ def get_tokenizer(model_args, source: str, corpus, args):
 
 def main(argv: list[str]) -> dict:
     model_args, data_args, args = parse_args((ModelArguments, DataArguments, TinyLMTrainingArguments), argv)
-    model_args.preset = model_args.preset or for_budget(args.time_budget)
+    model_args.preset = model_args.preset or args.choices.preset
     run.prepare_output_dir(args)
     set_seed(args.seed)
     corpus = sources.load_corpus(data_args.dataset, **data_args.corpus_kwargs(args.seed))

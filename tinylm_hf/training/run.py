@@ -1,6 +1,7 @@
 """The steps `run_pretrain.py` and `run_instruct.py` share: output folder checks, the model, the Trainer with our
 callbacks, training with resume / NaN guard / interrupt handling, and the final Hub-format folder."""
 
+import contextlib
 import errno
 import importlib.util
 import json
@@ -21,7 +22,9 @@ from ..hardware import default_attention, matmul_peak_flops
 from ..loading import load_model
 from ..presets import get_preset
 from . import callbacks as cb
+from .budget import BudgetProgressCallback, TimeBudgetCallback
 from .dropout import use_byte_dropout
+from .trainer import TinyLMTrainer
 
 RUN_MARKER = ".tinylm-run"
 
@@ -111,7 +114,7 @@ def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_colla
     nan_guard = cb.NaNGuardCallback()
     budget = None
     if args.time_budget:
-        budget = cb.TimeBudgetCallback(args.started, args.time_budget, after_training=after_training,
+        budget = TimeBudgetCallback(args.started, args.time_budget, after_training=after_training,
                                        eval_guess_steps=len(eval_dataset) / batch / 3,
                                        final_eval_share=len(final_eval_dataset) / len(eval_dataset)
                                        if final_eval_dataset is not None else 0.0,
@@ -123,7 +126,7 @@ def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_colla
     if args.auto_weight_decay:
         callbacks.append(cb.PassWeightDecayCallback(len(train_dataset), batch))
     use_byte_dropout(model)  # the same dropout, its masks drawn faster (training/dropout.py)
-    trainer = cb.TinyLMTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+    trainer = TinyLMTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                                processing_class=tokenizer, data_collator=data_collator,
                                callbacks=callbacks + ([budget] if budget else []))
     trainer.samples, trainer.nan_guard, trainer.budget = samples, nan_guard, budget
@@ -131,7 +134,7 @@ def make_trainer(model, args, train_dataset, eval_dataset, tokenizer, data_colla
     handler = trainer.callback_handler.callbacks
     for i, callback in enumerate(handler):
         if budget and type(callback) is ProgressCallback:  # no placeholder total before the budget has planned
-            handler[i] = cb.BudgetProgressCallback()
+            handler[i] = BudgetProgressCallback()
     progress = next((c for c in handler if isinstance(c, ProgressCallback)), None)
     throughput.progress = progress
     if budget:
@@ -212,13 +215,10 @@ def train(trainer, args) -> None:
 
         signal.signal(signal.SIGINT, on_interrupt)
     try:
-        trainer.train(resume_from_checkpoint=resume)
-    except Exception as err:  # OSError, RuntimeError, safetensors' own error type: whichever writer hit the disk
-        if disk_is_full(err, args.output_dir):
-            raise UserError(f"the disk is full while writing to {args.output_dir}: free some space (or lower "
-                            f"--save_total_limit) and resume with --resume_from_checkpoint; earlier checkpoints "
-                            f"are intact") from err
-        raise
+        with full_disk_in_one_line(args.output_dir, f"writing to {args.output_dir}", "free some space (or lower "
+                                   "--save_total_limit) and resume with --resume_from_checkpoint; earlier "
+                                   "checkpoints are intact"):
+            trainer.train(resume_from_checkpoint=resume)
     finally:
         signal.signal(signal.SIGINT, previous)
     if trainer.nan_guard.tripped:
@@ -230,6 +230,17 @@ def train(trainer, args) -> None:
     if interrupt.requested:
         print(f"saved {last_complete_checkpoint(args.output_dir)}; continue with --resume_from_checkpoint true")
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def full_disk_in_one_line(folder: str, doing: str, fix: str):
+    """A full disk under `folder` while `doing` becomes one line saying so and what to do (`fix`)."""
+    try:
+        yield
+    except Exception as err:  # OSError, RuntimeError, safetensors' own error type: whichever writer hit the disk
+        if disk_is_full(err, folder):
+            raise UserError(f"the disk is full while {doing}: {fix}") from err
+        raise
 
 
 def disk_is_full(err: Exception, folder: str) -> bool:
@@ -255,15 +266,11 @@ def save_final(trainer, tokenizer, output_dir: str, card, metrics: dict) -> None
     plot, eval_results.json. Written whole (`files.written_whole`): a crash never leaves a half-written file."""
     if not trainer.is_world_process_zero():
         return
-    try:
+    with full_disk_in_one_line(output_dir, f"saving the model to {output_dir}",
+                               "free some space; the checkpoints are intact"):
         with written_whole(output_dir, folder=True) as tmp:
             trainer.model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             card.save(os.path.join(tmp, "README.md"))
             with open(os.path.join(tmp, "eval_results.json"), "w") as f:
                 json.dump(metrics, f, indent=2)
-    except Exception as err:  # whichever writer hit the disk (safetensors has its own error type)
-        if disk_is_full(err, output_dir):
-            raise UserError(f"the disk is full while saving the model to {output_dir}: free some space; the "
-                            f"checkpoints are intact") from err
-        raise
