@@ -96,6 +96,27 @@ def test_unknown_command_is_one_line(venv_bin, tmp_path):
         "presets (tinylm --help)")
 
 
+def test_the_command_runs_each_step_in_this_process(tmp_path, random_model_dirs, capsys, monkeypatch):
+    """The fast tier's way through `tinylm` (the slow tier runs it installed, in processes): its help, a tokenizer
+    trained, a GGUF file exported (read back by the gguf package), and a bad argument as one line with exit code 2."""
+    from gguf import GGUFReader
+
+    from tinylm_hf import cli
+
+    from .conftest import TRAIN_SAMPLE
+
+    monkeypatch.setattr(sys, "argv", ["tinylm"])  # (each command names itself in sys.argv[0])
+    cli.main(["--help"])
+    assert "tokenizer" in capsys.readouterr().out
+    cli.main(["tokenizer", "--dataset", str(TRAIN_SAMPLE), "--vocab_size", "300", "--output_dir", str(tmp_path / "tok")])
+    assert (tmp_path / "tok" / "tokenizer.json").exists()
+    cli.main(["export", "gguf", str(random_model_dirs["llama"]), str(tmp_path / "model.gguf")])
+    assert GGUFReader(str(tmp_path / "model.gguf")).fields["general.architecture"].contents() == "llama"
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["tokenizer", "--dataset", str(tmp_path / "missing.txt"), "--output_dir", str(tmp_path / "t2")])
+    assert stop.value.code == 2 and "missing.txt" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 @pytest.mark.slow
 def test_hub_pull_downloads_a_model_folder_at_a_revision(tiny_model_dir, hub, tmp_path):
     run_script("-m", "tinylm_hf", "hub", "push", tiny_model_dir, "alice/tiny", env=hub.env, check=True)
