@@ -39,7 +39,8 @@ class Plan:
     @classmethod
     def of(cls, steps: int, eval_every: float | None, save_every: float | None) -> "Plan":
         """`steps` with --eval_steps / --save_steps (N steps, or a share of the run if < 1; None: not by steps)."""
-        return cls(steps, *(interval(every, steps) if every is not None else None for every in (eval_every, save_every)))
+        return cls(steps, *(interval(every, steps) if every is not None else None
+                            for every in (eval_every, save_every)))
 
 
 def interval(every: float, total: int) -> int:
@@ -88,7 +89,6 @@ class TimeBudgetCallback(TrainerCallback):
         self.margin = 3.0 + 0.02 * minutes * 60  # seconds kept free: saving the final folder, the clock's noise
         self.eval_guess_steps, self.after_training, self.cap = eval_guess_steps, after_training, cap
         self.final_eval_share, self.skip, self.every, self.clock = final_eval_share, skip, every, clock
-        self.total_steps = cap or UNPLANNED_STEPS  # until the first plan: only the first, compiling steps run under it
         self.step_times: list[float] = []
         self.eval_cost: float | None = None  # seconds from the end of a step with an evaluation to the next step
         self.eval_runtime: float | None = None  # seconds of the last evaluation's forward passes alone
@@ -98,6 +98,11 @@ class TimeBudgetCallback(TrainerCallback):
         self.plan: Plan | None = None
         self.progress: ProgressCallback | None = None
         self.train_start, self.first_step = clock(), None
+
+    @property
+    def total_steps(self) -> int:
+        """The planned steps; until the first plan, the cap or a placeholder (only the first, compiling steps run)."""
+        return self.plan.steps if self.plan is not None else self.cap or UNPLANNED_STEPS
 
     def on_train_begin(self, args, state, control, **kwargs):
         state.eval_steps = state.save_steps = UNPLANNED_STEPS  # the Trainer's own marks off: the plan's decide
@@ -143,8 +148,9 @@ class TimeBudgetCallback(TrainerCallback):
     def replan(self, args, state) -> None:
         eval_every = args.eval_steps if args.eval_strategy == "steps" else None
         save_every = args.save_steps if args.save_strategy == "steps" else None
+        costs = self.costs()
         plan = plan_steps(done=state.global_step, seconds_left=self.deadline - self.clock() - self.margin,
-                          costs=self.costs(), eval_every=eval_every, save_every=save_every,
+                          costs=costs, eval_every=eval_every, save_every=save_every,
                           evals_done=self.done["eval"], cap=self.cap)
         if args.world_size > 1:  # every rank follows rank 0's plan
             import torch.distributed as dist
@@ -154,14 +160,14 @@ class TimeBudgetCallback(TrainerCallback):
             plan = Plan.of(int(steps.item()), eval_every, save_every)
         first = self.plan is None
         self.plan = plan
-        self.total_steps = state.max_steps = plan.steps
+        state.max_steps = plan.steps
         bar = self.progress.training_bar if self.progress is not None else None
         if bar is not None and bar.total != self.total_steps:
             bar.total = self.total_steps
             bar.set_description("")
             bar.refresh()
         if first and args.process_index == 0:
-            tqdm.write(f"time budget: {self.total_steps:,} steps planned ({self.costs().step:.2f} s a step; the first "
+            tqdm.write(f"time budget: {self.total_steps:,} steps planned ({costs.step:.2f} s a step; the first "
                        f"step took {self.first_step:.1f} s{', compiling' if args.torch_compile else ''})")
 
 
