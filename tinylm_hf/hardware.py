@@ -49,7 +49,10 @@ def device_name() -> str:
             model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "CPU")
     except OSError:
         model = "CPU"
-    return f"{model} ({torch.get_num_threads()} threads)"
+    flags = cpu_flags()  # the units that set its speed: two "AMD EPYC"s differ 2x by them
+    units = next((name for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("avx2", "AVX2"))
+                  if flag in flags), None)
+    return f"{model} ({torch.get_num_threads()} threads{', ' + units if units else ''})"
 
 
 @functools.cache

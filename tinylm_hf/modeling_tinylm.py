@@ -140,10 +140,7 @@ class TinyLMAttention(nn.Module):
             qk = apply_rotary(qk, *position_embeddings)
         q, k = qk.split([H, K], dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D), (B, K, T, D) x 2
-        dtype = q.dtype
         if cache is not None:  # append the new k, v to the cache, get all of them back
-            if dtype == torch.bfloat16 and q.device.type == "cpu":  # CPU attention kernels are slow in bf16 for a
-                q, k, v = q.float(), k.float(), v.float()  # few query tokens (3-5x fp32's): cache k, v in fp32
             k, v = cache.update(k, v, self.layer_idx)  # (B, K, S, D)
 
         # the configured implementation (SDPA by default); only the plain one returns the weights, so asking for
@@ -154,7 +151,7 @@ class TinyLMAttention(nn.Module):
             self, q, k, v, attention_mask,
             dropout=self.config.attention_dropout if self.training else 0.0, scaling=self.scaling, **kwargs,
         )  # (B, T, H, D)
-        return self.o_proj(y.reshape(B, T, -1).to(dtype)), weights  # (B, T, C), (B, H, T, S) or None
+        return self.o_proj(y.reshape(B, T, -1)), weights  # (B, T, C), (B, H, T, S) or None
 
 
 class TinyLMMLP(nn.Module):
