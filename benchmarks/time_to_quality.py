@@ -10,8 +10,9 @@ tokenizer, measured the same way (validation loss and bits per byte on held-out 
     python benchmarks/time_to_quality.py --minutes 4 --lever "--tokenizer_type bytes" --lever "--vocab_size 2048" ...
                                                            # a tokenizer lever: that run trains its own, in its time
 
-Data: `../shared/data/tinystories/TinyStories-train-sample.txt`, validated on `TinyStories-valid-sample.txt`
-(`--train` / `--valid` for others), one 4,096-token byte-level BPE trained on the training file and one set of token
+Data: the TinyStories sample shipped in the package (`--dataset tinystories-sample`: the first 2 MiB of
+`TinyStories-train.txt`, validated on the first 1,000 stories of `TinyStories-valid.txt`; `--train` / `--valid` for
+others), one 4,096-token byte-level BPE trained on the training file and one set of token
 files, shared by every run (but a lever run that changes the tokenizer: it trains its own within its budget and is
 scored on its own tokens of the same validation text; bits per byte make the two comparable). The runs, one process
 each, one after the other (never two at once):
@@ -49,8 +50,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks.common import add_results_argument, report  # noqa: E402
+from tinylm_hf.data.sources import SAMPLE_FILES  # noqa: E402
 
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data", "tinystories")
 STOCK = ("LlamaForCausalLM", "GPT2LMHeadModel")
 STOCK_RECIPE = ["--optimizer", "adamw", "--learning_rate", "3e-3", "--adam_beta2", "0.95", "--weight_decay", "0.1",
                 "--warmup_steps", "0.05", "--lr_scheduler_type", "cosine_with_min_lr", "--max_grad_norm", "1.0"]
@@ -156,8 +157,8 @@ def compiles(name: str, command: list[str]) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="the wall time of each run")
-    parser.add_argument("--train", default=os.path.join(SHARED, "TinyStories-train-sample.txt"))
-    parser.add_argument("--valid", default=os.path.join(SHARED, "TinyStories-valid-sample.txt"))
+    parser.add_argument("--train", default=SAMPLE_FILES[0], help="training text (default: the package's sample)")
+    parser.add_argument("--valid", default=SAMPLE_FILES[1], help="validation text (default: the package's sample)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 300 stories, 0.4-minute runs, the compiled stock runs left out")
     parser.add_argument("--lever", action="append", default=[], metavar="FLAGS",
@@ -183,8 +184,8 @@ def main() -> None:
         return
     for path in (a.train, a.valid):
         if not os.path.isfile(path):
-            parser.error(f"{path} not found: the benchmark reads the TinyStories samples in ../shared/data beside the "
-                         f"repository; name others with --train / --valid (tests/data holds excerpts)")
+            parser.error(f"{path} not found: name existing files with --train / --valid (or leave them out: the "
+                         f"TinyStories sample shipped in the package)")
     minutes = 0.4 if a.quick else a.minutes
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     from tinylm_hf.training.arguments import DataArguments

@@ -345,3 +345,23 @@ def test_train_tokenizer_bad_input_is_one_line(tmp_path, args, needle):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert needle in lines[-1] and "Traceback" not in proc.stderr
+
+
+def test_the_tinystories_sample_in_the_package_loads_offline_as_its_notice_says():
+    import gzip
+    import hashlib
+
+    notice = (sources.SAMPLE_FILES[0].rsplit("/", 1)[0] + "/README.md")
+    text = open(notice).read()
+    assert "CDLA-Sharing-1.0" in text
+    for path in sources.SAMPLE_FILES:  # the very bytes of roneneldan/TinyStories' slices, as the notice says
+        with gzip.open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        assert f"{digest}  {path.rsplit('/', 1)[1].removesuffix('.gz')}" in text
+    corpus = sources.load_corpus("tinystories-sample")
+    assert (len(corpus["train"]), len(corpus["validation"])) == (2317, 1000)  # the last story cut off, and kept
+    assert corpus["train"][0]["text"].startswith("One day, a little girl named Lily found a needle in her room.")
+    assert sources.hub_id("tinystories-sample") == "roneneldan/TinyStories" and sources.hub_id("embedded") is None
+    assert str(sources.SAMPLE_FILES[0]) in sources.describe("tinystories-sample")  # token files know their source
+    own = sources.load_corpus("tinystories-sample", validation_files=str(VALID_SAMPLE))  # another validation file
+    assert len(own["validation"]) == 100

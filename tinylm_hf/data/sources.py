@@ -3,6 +3,7 @@
 Everything goes through `datasets.load_dataset`, so the code that reads the Hub is the code the tests run:
 
     embedded                          the procedural story corpus shipped in the package (no download)
+    tinystories-sample                real TinyStories stories shipped in the package (2 MiB + 1,000 for validation)
     roneneldan/TinyStories            a Hub dataset id (parquet, `text` column), or a local folder laid out like it
     roneneldan/TinyStories + --data_files TinyStoriesV2-GPT4-train.txt
                                       plain-text files of a Hub repository
@@ -28,6 +29,9 @@ from . import embedded
 BUILDERS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet",
             ".csv": "csv", ".gz": None}
 VALIDATION_NAMES = ("validation", "valid", "val", "dev", "test")
+SAMPLE = "tinystories-sample"  # roneneldan/TinyStories' first stories, in the package (tinystories/README.md)
+SAMPLE_FILES = tuple(os.path.join(os.path.dirname(__file__), "tinystories", f"TinyStories-{split}-sample.txt.gz")
+                     for split in ("train", "valid"))
 AnyDict = DatasetDict | IterableDatasetDict
 
 
@@ -163,11 +167,28 @@ def load_corpus(dataset: str = "embedded", *, data_files=None, validation_files=
     if dataset == "embedded":
         splits = embedded_dataset(embedded_stories, seed)
     else:
+        dataset, validation_files = files_of(dataset, validation_files)
         splits = load_raw(dataset, data_files=data_files, validation_files=validation_files, streaming=streaming,
                           revision=revision)
         splits = check_not_empty(with_text_column(as_documents(splits), text_column, dataset), dataset)
         splits = with_validation(splits, validation_split_percentage, seed, max_eval_samples)
     return check_not_empty(limit_splits(splits, max_train_samples, max_eval_samples), dataset)
+
+
+def files_of(dataset: str, validation_files=None) -> tuple[str, str | list[str] | None]:
+    """A named dataset shipped in the package as the files `load_raw` reads (its own validation file unless others
+    are given); any other source as it is."""
+    if dataset == SAMPLE:
+        return SAMPLE_FILES[0], validation_files or SAMPLE_FILES[1]
+    return dataset, validation_files
+
+
+def hub_id(dataset: str) -> str | None:
+    """The Hub data set a source is or comes from, for a model card's metadata: None for the embedded corpus and
+    local files."""
+    if dataset == SAMPLE:
+        return "roneneldan/TinyStories"
+    return None if dataset == "embedded" or os.path.exists(dataset) else dataset
 
 
 def check_not_empty(splits: AnyDict, dataset: str) -> AnyDict:
@@ -226,6 +247,7 @@ def describe(dataset: str, *, data_files=None, validation_files=None, text_colum
     sizes and times), the embedded generator's version, the column, the revision, streaming, the seed (the embedded
     corpus and a carved-off validation split depend on it) and the limits."""
     parts = [dataset if dataset != "embedded" else f"embedded v{embedded.VERSION}"]
+    dataset, validation_files = files_of(dataset, validation_files)
     if os.path.isfile(dataset):
         stat = os.stat(dataset)
         parts.append(f"{os.path.abspath(dataset)}:{stat.st_size}:{int(stat.st_mtime)}")

@@ -53,8 +53,9 @@ class ModelArguments:
 @dataclass
 class DataArguments:
     dataset: str = field(default="embedded", metadata={
-        "help": "embedded (the offline story corpus), a Hub dataset id, a local folder laid out like one, or a "
-                "local .txt / .json / .jsonl / .parquet / .csv file"})
+        "help": "embedded (the offline story generator), tinystories-sample (real TinyStories stories shipped in the "
+                "package), a Hub dataset id, a local folder laid out like one, or a local .txt / .json / .jsonl / "
+                ".parquet / .csv file"})
     dataset_revision: str | None = field(default=None, metadata={
         "help": "Hub revision (branch, tag or commit) of --dataset to pin"})
     data_files: str | None = field(default=None, metadata={"help": "training files inside the dataset (comma-separated)"})

@@ -15,7 +15,7 @@ from typing import ClassVar
 import evaluate
 from transformers import DataCollatorForSeq2Seq, set_seed
 
-from ..data import instruct
+from ..data import instruct, sources
 from ..data.records import prompt_text
 from ..errors import UserError
 from ..loading import load_model
@@ -173,7 +173,7 @@ def main(argv: list[str]) -> dict:
         summary=f"{model_args.model_name_or_path} instruction-tuned on {data_args.dataset or 'embedded'} with "
                 f"tinylm-hf: prompts go through the tokenizer's chat template, the loss is on the responses only.",
         config=trainer.model.config, n_params=trainer.model.num_parameters(),
-        datasets=[d for d in [data_args.dataset] if d and d != "embedded" and not os.path.exists(d)],
+        datasets=[d for d in [sources.hub_id(data_args.dataset or "embedded")] if d],
         license="apache-2.0", metrics=metrics, samples=[], base_model=model_args.model_name_or_path,
         hyperparameters={"steps": trainer.state.global_step,
                          "chats seen": trainer.state.global_step * run.global_batch_size(args),

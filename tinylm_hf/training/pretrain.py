@@ -86,12 +86,12 @@ def main(argv: list[str]) -> dict:
     run.train(trainer, args)
     metrics = run.final_metrics(trainer)
     samples = trainer.samples.generate(trainer.model)
-    datasets = [] if data_args.dataset == "embedded" or os.path.exists(data_args.dataset) else [data_args.dataset]
+    source = sources.hub_id(data_args.dataset)
     card = model_card(
         name=os.path.basename(os.path.abspath(args.output_dir)),
         summary=f"A small language model pretrained from scratch on {data_args.dataset} with tinylm-hf.",
-        config=model.config, n_params=n_params, datasets=datasets,
-        license="cdla-sharing-1.0" if "TinyStories" in data_args.dataset else "apache-2.0",
+        config=model.config, n_params=n_params, datasets=[source] if source else [],
+        license="cdla-sharing-1.0" if "tinystories" in (source or data_args.dataset).lower() else "apache-2.0",
         hyperparameters=hyperparameters(args, block_size, meta, trainer.state.global_step), metrics=metrics,
         samples=samples,
         plot="loss_curve.png" if os.path.exists(os.path.join(args.output_dir, "loss_curve.png")) else None,
