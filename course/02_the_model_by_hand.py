@@ -46,7 +46,9 @@ C, H, K, D, L = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_head
 print(f"hidden size C={C}, {L} layers, {H} query heads and {K} key/value heads of size D={D}, "
       f"vocabulary V={cfg.vocab_size}, context {cfg.max_position_embeddings}")
 
-W = {name: w.detach().float() for name, w in model.state_dict().items()}  # every weight, by name
+# every weight by name, in float64 (the model below too): so the comparison shows the computation, not the rounding
+# of float32, whose different orders of operations alone move logits by ~1e-5
+W = {name: w.detach().double() for name, w in model.state_dict().items()}
 for name, w in list(W.items())[:8]:
     print(f"{name:40} {tuple(w.shape)}")
 
@@ -63,8 +65,8 @@ def rms_norm(x, weight):  # x (..., n), weight (n,)
 
 
 def rope_tables(T):  # the angle of channel pair i at position t: t / theta^(2i / D)
-    inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, D, 2).float() / D)  # (D/2,)
-    angles = torch.arange(T).float()[:, None] * inv_freq  # (T, D/2)
+    inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, D, 2).double() / D)  # (D/2,)
+    angles = torch.arange(T).double()[:, None] * inv_freq  # (T, D/2)
     return angles.cos(), angles.sin()
 
 
@@ -85,7 +87,7 @@ TEXT = "Once upon a time, there was a little dog named Max. Max liked to play wi
 ids = tokenizer(TEXT)["input_ids"]
 T = len(ids)
 cos, sin = rope_tables(T)
-causal = torch.full((T, T), float("-inf")).triu(1)  # token t may look at 0..t only
+causal = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)  # token t may look at 0..t only
 
 x = W["model.embed_tokens.weight"][ids]  # (T, C)
 for i in range(L):
@@ -107,10 +109,10 @@ for i in range(L):
     gate, up = (h @ W[p + "mlp.up_proj.weight"].T).chunk(2, dim=-1)
     x = x + (F.silu(gate) * up) @ W[p + "mlp.down_proj.weight"].T
 x = rms_norm(x, W["model.norm.weight"])
-logits_by_hand = x @ model.get_output_embeddings().weight.detach().float().T  # (T, V)
+logits_by_hand = x @ model.get_output_embeddings().weight.detach().double().T  # (T, V)
 
 with torch.no_grad():
-    logits = model(torch.tensor([ids])).logits[0]  # (T, V)
+    logits = model.double()(torch.tensor([ids])).logits[0]  # (T, V)
 difference = (logits_by_hand - logits).abs().max().item()
 print(f"largest difference from TinyLMForCausalLM's logits: {difference:.2e}")
 assert difference < 1e-5, "the forward pass written out differs from the model's"
