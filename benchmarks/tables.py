@@ -12,6 +12,8 @@ MARKER = re.compile(r"^<!-- results (\w+) -->$", re.M)
 
 
 def cell(value) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):

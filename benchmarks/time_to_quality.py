@@ -38,14 +38,11 @@ Prints the table and writes `time_to_quality.json`: a list of rows with `model`,
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
-
-import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -122,7 +119,6 @@ def train_stock(name: str, compiled: bool, minutes: float, tokenizer_dir: str, t
         json.dump({"steps": trainer.state.global_step}, f)
 
 
-@torch.no_grad()
 def score(folder: str, token_dir: str) -> tuple[float, float, int]:
     """Validation loss (nats per token) over every full window of the validation file, bits per byte, and the
     model's number of parameters."""
@@ -130,18 +126,10 @@ def score(folder: str, token_dir: str) -> tuple[float, float, int]:
 
     import tinylm_hf  # noqa: F401 (our classes, no remote code)
     from tinylm_hf.data.tokens import TokenWindows
+    from tinylm_hf.training.ensemble import score as score_windows
 
-    model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    valid = TokenWindows(token_dir, "validation", BLOCK)
-    total, count = 0.0, 0
-    for start in range(0, len(valid), 32):
-        ids = torch.stack([valid[i]["input_ids"] for i in range(start, min(start + 32, len(valid)))])
-        logits = model(ids).logits[:, :-1].float()
-        total += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
-                                                   reduction="sum").item()
-        count += ids[:, 1:].numel()
-    loss = total / count
-    return loss, loss / math.log(2) / valid.bytes_per_token, model.num_parameters()
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    return *score_windows(model, TokenWindows(token_dir, "validation", BLOCK)), model.num_parameters()
 
 
 def compiles(name: str, command: list[str]) -> bool:

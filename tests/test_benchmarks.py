@@ -104,3 +104,16 @@ def test_the_quickstart_gate_asks_tuning_to_cut_the_missed_words_by_a_third():
     assert not tuning_shows(0.3125, 0.594)  # under 0.6
     assert not tuning_shows(0.7, 0.75)  # misses 30% -> 25%: not cut by a third
     assert not tuning_shows(0.0, 0.5)
+
+
+def test_ensemble_trains_one_model_and_side_by_side_members_in_the_same_budget(tmp_path):
+    out = run_benchmark("ensemble", "--quick", results_dir=tmp_path)
+    rows = {r["run"]: r for r in out["rows"]}
+    assert [r["threads"] for r in out["rows"] if r["run"] == "threads"][0] == 1
+    assert all(r["tokens_per_s"] > 0 for r in out["rows"] if r["run"] == "threads")
+    assert rows["single"]["ratio"] == 1.0 and rows["single"]["steps"] > 0
+    pair = rows["ensemble of 2"]
+    alone = [rows[f"  member {i} of 2 alone"] for i in (1, 2)]
+    assert pair["steps"] == sum(m["steps"] for m in alone) and pair["members"] == 2
+    assert pair["bpb"] <= max(m["bpb"] for m in alone)  # never worse than its worse member (Jensen, per token)
+    assert out["best ensemble / single (bits per byte)"] == pair["ratio"]

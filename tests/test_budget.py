@@ -105,6 +105,14 @@ def test_a_cap_stops_the_run_early_and_a_spent_budget_at_the_first_plan():
     assert steps == 3 and evaluated == [3]  # two compiling steps, then a plan with no time left: evaluate and stop
 
 
+def test_one_slow_step_at_the_start_does_not_end_a_short_run():
+    # measured in course chapter 5: a 1-minute run of a 5.9M model whose first measured step took 2.8 s (then 1.0 s)
+    # planned 3 steps from it and stopped there, at 0.4 minutes of its minute
+    budget, end, steps, evaluated = simulate(1, lambda step: 2.8 if step == 2 else 1.0, first_step=1.1,
+                                             eval_seconds=1.5, after_training=2)
+    assert steps > 20 and end + 2 <= budget.deadline and len(evaluated) >= 3
+
+
 @pytest.mark.parametrize("minutes", [3, 10, 30])
 def test_budgets_of_any_length_end_on_time(minutes):
     budget, end, steps, evaluated = simulate(minutes, lambda step: 0.3 + 0.1 * (step % 3 == 0), first_step=40,

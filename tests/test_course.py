@@ -1,6 +1,7 @@
 """The course's chapters (course/*.py, Jupytext percent notebooks) are valid notebooks and run as scripts on real
 models: chapters 1, 2, 4 and 7 here on tiny ones; .ci/run runs them all on the quickstart models it trains (chapter
-3 needs a run's snapshots, chapter 6 a pretrained and a tuned model)."""
+3 needs a run's snapshots, chapter 5 trains four models for a minute each, chapter 6 needs a pretrained and a tuned
+model)."""
 
 import os
 import subprocess
@@ -15,13 +16,23 @@ CHAPTERS = sorted((ROOT / "course").glob("[0-9][0-9]_*.py"))
 
 def test_every_chapter_is_a_notebook_with_text_code_and_a_question():
     jupytext = pytest.importorskip("jupytext")
-    assert [c.name[:2] for c in CHAPTERS] == ["01", "02", "03", "04", "06", "07"]  # 05 (data beats size): to come
+    assert [c.name[:2] for c in CHAPTERS] == ["01", "02", "03", "04", "05", "06", "07"]
     for chapter in CHAPTERS:
         notebook = jupytext.read(chapter)
         kinds = [cell.cell_type for cell in notebook.cells]
         assert kinds[0] == "markdown" and "code" in kinds and kinds.count("markdown") >= 3, chapter.name
         assert "**Try**" in notebook.cells[-1].source, f"{chapter.name} ends without a question to try"
         assert f"course/{chapter.name}" in (ROOT / "docs" / "course.md").read_text()
+
+
+def test_the_demo_names_an_existing_chapter_for_every_xray_view():
+    from tinylm_hf import demo
+
+    assert set(demo.COURSE) == {"tokens", "surprisal", "next", "attention", "lens"}
+    for view, chapters in demo.COURSE.items():
+        line = demo.course_line(view)
+        for chapter in chapters:
+            assert (ROOT / "course" / f"{chapter}.py").is_file() and f"course/{chapter}.py" in line, view
 
 
 @pytest.mark.slow

@@ -231,7 +231,7 @@ def test_without_a_model_it_says_what_to_run(tmp_path):
 
 @pytest.mark.slow
 def test_the_demo_imports_no_trainer_and_no_datasets():
-    proc = run_script("-c", "import sys, tinylm_hf.demo; print(sorted(m for m in sys.modules if m.startswith("
+    proc = run_script("-c", "import sys, tinylm_hf.demo, tinylm_hf.ensemble; print(sorted(m for m in sys.modules if m.startswith("
                       "('transformers.trainer', 'datasets'))))", check=True)
     assert proc.stdout.strip() == "[]"
 
@@ -294,3 +294,17 @@ def test_a_person_uses_the_xray_tab_in_a_real_browser(server, tmp_path):
         browser.close()
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+
+def test_a_draft_model_gives_the_same_greedy_story_and_must_share_the_tokenizer(chat_model_dir, tiny_model_dir,
+                                                                                 random_model_dirs):
+    alone = Demo(str(chat_model_dir))
+    drafted = Demo(str(chat_model_dir), draft=str(tiny_model_dir))  # the base model drafts for its tuned self
+    assert "drafted by a" in drafted.info()
+    drafts = []
+    drafted.draft.register_forward_hook(lambda module, args, output: drafts.append(1))
+    for opening in ("Once upon a time", "Tom and his dog"):
+        assert list(drafted.story(opening, **GREEDY))[-1][0] == list(alone.story(opening, **GREEDY))[-1][0]
+    assert len(drafts) > 10  # the draft did the drafting
+    with pytest.raises(UserError, match="different tokenizers|vocabulary of"):
+        Demo(str(chat_model_dir), draft=str(random_model_dirs["llama"]))

@@ -133,3 +133,35 @@ def test_exports_push_as_the_hub_keeps_them(random_model_dirs, hub, tmp_path):
     assert files["tiny.gguf"] == (tmp_path / "tiny.gguf").read_bytes() and b"llama-cli -m tiny.gguf" in files["README.md"]
     proc = run_script("-m", "tinylm_hf.hub", "push", tmp_path / "missing.gguf", "alice/x-GGUF", env=hub.env)
     assert proc.returncode == 2 and "is not a file" in proc.stderr.strip().splitlines()[-1]
+
+
+ENSEMBLE_LOGITS = """
+import sys, json
+from tinylm_hf.ensemble import Ensemble
+ensemble = Ensemble.from_pretrained(sys.argv[1])
+tok = ensemble.tokenizer
+ids = tok(tok.bos_token + "Once upon a time", add_special_tokens=False, return_tensors="pt").input_ids
+print(json.dumps({"members": [m["path"].endswith(("member-1", "member-2")) for m in ensemble.config.members],
+                  "logits": ensemble(ids).logits[0, -1].tolist()}))
+"""
+
+
+@pytest.mark.slow
+def test_an_ensemble_pushes_with_its_members_inside_and_loads_from_the_hub(random_model_dirs, hub, tmp_path):
+    import shutil
+
+    from tinylm_hf.ensemble import Ensemble
+
+    folder = tmp_path / "pair"
+    for i, name in enumerate(("llama", "gpt"), 1):
+        shutil.copytree(random_model_dirs[name], folder / f"member-{i}")
+    Ensemble.from_pretrained([str(folder / "member-1"), str(folder / "member-2")]).save_pretrained(str(folder))
+    run_script("-m", "tinylm_hf.hub", "push", folder, "alice/pair", env=hub.env, check=True)
+    pushed = set(hub.state.repos["alice/pair"].branches["main"])
+    assert {"config.json", "README.md", "tokenizer.json", "member-1/model.safetensors", "member-2/config.json",
+            "member-2/model.safetensors"} <= pushed
+    local = json.loads(run_script("-c", ENSEMBLE_LOGITS, folder, check=True).stdout.strip().splitlines()[-1])
+    env = {**hub.env, "HF_HOME": str(tmp_path / "empty-cache"), "HF_TOKEN": ""}
+    remote = json.loads(run_script("-c", ENSEMBLE_LOGITS, "alice/pair", env=env, check=True).stdout.strip()
+                        .splitlines()[-1])
+    assert remote == local and remote["members"] == [True, True]

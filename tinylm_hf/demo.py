@@ -5,6 +5,7 @@ at any snapshot of its training run.
     tinylm demo                          # the quickstart's model (outputs/quickstart-instruct or outputs/quickstart)
     tinylm demo --model DIR_OR_HUB_ID    # any tinylm model folder or Hub id (--revision to pin one)
     tinylm demo --share                  # a public gradio.live link (default: only this machine, 127.0.0.1)
+    tinylm demo --model BIG --draft SMALL  # assisted decoding: SMALL drafts tokens, BIG checks them (same tokens)
 
 Generation runs in a thread with a `TextIteratorStreamer`; one lock serialises the model (the queue takes many
 users at once; each request streams in turn, with its own history, which the browser session holds). Every
@@ -23,6 +24,7 @@ from transformers import TextIteratorStreamer
 from . import xray, xray_html
 from .data.embedded import FEATURE_NAMES
 from .data.records import prompt_text
+from .ensemble import same_tokenizer
 from .errors import UserError, run_cli
 from .hardware import PRECISIONS, check_precision, cpu_has_bf16
 from .loading import load_model
@@ -33,6 +35,13 @@ DEFAULT_MODELS = ("outputs/quickstart-instruct", "outputs/quickstart")
 MAX_MESSAGE_CHARS = 20_000
 XRAY_TEXT = "Once upon a time, there was a little dog named Max. Max liked to play with his red ball. One day, Max"
 KEPT_SNAPSHOTS = 4  # snapshot models kept loaded for the X-ray tab
+COURSE = {  # each X-ray view: the course chapters (course/, in the repository) that explain it
+    "tokens": ["01_text_to_numbers"],
+    "surprisal": ["03_watch_it_learn", "05_data_beats_size"],
+    "next": ["04_next_token_and_sampling"],
+    "attention": ["02_the_model_by_hand", "03_watch_it_learn"],
+    "lens": ["02_the_model_by_hand"],
+}
 
 
 def find_model(model: str | None) -> str:
@@ -71,12 +80,17 @@ def clamp(value, low, high, default):
 class Demo:
     """The model, its tokenizer and the generation logic behind the UI (usable without Gradio)."""
 
-    def __init__(self, name_or_path: str, revision: str | None = None, precision: str = "auto"):
+    def __init__(self, name_or_path: str, revision: str | None = None, precision: str = "auto",
+                 draft: str | None = None):
         self.name = name_or_path
         check_precision(precision)  # before the load, which takes a while
         model = load_model(name_or_path, revision).eval()
         self.model = model.to(weights_dtype(precision, model.num_parameters()))
         self.tokenizer = load_tokenizer(name_or_path, revision, add_chat_template=False)
+        self.draft = None  # a smaller model over the same tokenizer: transformers' assisted decoding
+        if draft:
+            same_tokenizer(self.tokenizer, load_tokenizer(draft, add_chat_template=False), name_or_path, draft)
+            self.draft = load_model(draft).eval().to(self.model.dtype)
         self.can_chat = bool(self.tokenizer.chat_template)
         self.context = self.model.config.max_position_embeddings
         defaults = self.model.generation_config
@@ -92,7 +106,9 @@ class Demo:
         return (f"**{self.name}**: {c.family} family, {format_count(self.model.num_parameters())} parameters, "
                 f"{c.num_hidden_layers} layers x {c.hidden_size} wide, context {c.max_position_embeddings} tokens, "
                 f"vocabulary {c.vocab_size}, {str(self.model.dtype).removeprefix('torch.')} weights; "
-                f"{'instruction-tuned (chat enabled)' if self.can_chat else 'pretrained only'}")
+                f"{'instruction-tuned (chat enabled)' if self.can_chat else 'pretrained only'}"
+                + (f"; drafted by a {format_count(self.draft.num_parameters())}-parameter model (assisted decoding)"
+                   if self.draft is not None else ""))
 
     def settings(self, temperature, top_k, top_p, max_new_tokens, repetition_penalty, room: int) -> dict:
         """Generation arguments from the sliders, clamped to what makes sense (temperature 0: greedy)."""
@@ -133,7 +149,8 @@ class Demo:
         def work():
             try:
                 with torch.no_grad():
-                    self.model.generate(ids, attention_mask=torch.ones_like(ids), streamer=streamer, **settings)
+                    self.model.generate(ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                                        assistant_model=self.draft, **settings)
             except Exception:  # the streamer must end even if generation fails
                 streamer.end()
                 raise
@@ -296,6 +313,14 @@ def build_ui(demo: Demo):
     return ui.queue(default_concurrency_limit=16, max_size=256)
 
 
+def course_line(view: str) -> str:
+    """Where the course explains an X-ray view, e.g. "The course: chapter 1, *Text to numbers*
+    (`course/01_text_to_numbers.py`)"."""
+    chapters = [f"chapter {int(c[:2])}, *{c[3:].replace('_', ' ').capitalize()}* (`course/{c}.py`)"
+                for c in COURSE[view]]
+    return "The course: " + "; ".join(chapters) + "."
+
+
 def xray_tab(gr, ui, demo: Demo) -> None:
     """See inside: a text in, its tokens, surprisal, next-token bars, attention and logit lens out; the
     sampling sliders reshape the bars; a candidate picked is appended (step mode); with snapshots, any step of
@@ -310,24 +335,24 @@ def xray_tab(gr, ui, demo: Demo) -> None:
         compare = gr.Dropdown(["none", *steps], value="none", label="compare the surprisal with",
                               elem_id="xray-compare")
     go = gr.Button("X-ray", variant="primary")
-    gr.Markdown("### Tokens\nHow the text is cut (colours only tell tokens apart).")
+    gr.Markdown(f"### Tokens\nHow the text is cut (colours only tell tokens apart). {course_line('tokens')}")
     tokens = gr.HTML(elem_id="xray-tokens")
-    gr.Markdown("### Surprisal\nHow unexpected each token was to the model, in bits.")
+    gr.Markdown(f"### Surprisal\nHow unexpected each token was to the model, in bits. {course_line('surprisal')}")
     surprisal = gr.HTML(elem_id="xray-surprisal")
     gr.Markdown("### The next token\nThe model only predicts the next token: its distribution, then what "
-                "temperature, top-k and top-p make of it.")
+                f"temperature, top-k and top-p make of it. {course_line('next')}")
     with gr.Row():
         temperature = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="temperature", elem_id="xray-temperature")
         top_k = gr.Slider(0, 100, value=0, step=1, label="top-k (0: off)", elem_id="xray-top-k")
         top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top-p", elem_id="xray-top-p")
     following = gr.HTML(elem_id="xray-next")
     pick = gr.Radio([], label="step mode: pick a candidate to append it", elem_id="xray-pick")
-    gr.Markdown("### Attention")
+    gr.Markdown(f"### Attention\n{course_line('attention')}")
     with gr.Row():
         layer = gr.Slider(1, c.num_hidden_layers, value=1, step=1, label="layer", elem_id="xray-layer")
         head = gr.Slider(1, c.num_attention_heads, value=1, step=1, label="head", elem_id="xray-head")
     attention = gr.HTML(elem_id="xray-attention")
-    gr.Markdown("### Logit lens")
+    gr.Markdown(f"### Logit lens\n{course_line('lens')}")
     lens = gr.HTML(elem_id="xray-lens")
 
     def show(*values):
@@ -351,8 +376,8 @@ def xray_tab(gr, ui, demo: Demo) -> None:
 
 
 def launch(model: str | None, revision: str | None = None, server_name: str = "127.0.0.1", port: int = 7860,
-           share: bool = False, precision: str = "auto") -> None:
-    demo = Demo(find_model(model), revision, precision)
+           share: bool = False, precision: str = "auto", draft: str | None = None) -> None:
+    demo = Demo(find_model(model), revision, precision, draft)
     print(demo.info())
     build_ui(demo).launch(server_name=server_name, server_port=port, share=share)
 
@@ -370,9 +395,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="weights in memory (auto: bf16 for models of 5M+ parameters on CPUs with bf16 "
                              "units, AMX or AVX512-BF16, where it generates faster; else fp32)")
+    parser.add_argument("--draft", help="a smaller model over the same tokenizer that drafts tokens for the model to "
+                                        "check (transformers' assisted decoding): the same tokens, sooner")
     args = parser.parse_args(argv)
     launch(args.model, args.revision, server_name=args.server_name, port=args.server_port, share=args.share,
-           precision=args.precision)
+           precision=args.precision, draft=args.draft)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@
 What is uploaded (HUB_FILES): the weights (model.safetensors), config.json (with auto_map), the two code files,
 the tokenizer files with the chat template, generation_config.json, the model card (README.md), its plot and
 eval_results.json; for an exported folder, its ONNX graphs and web page (the Hub's convention: ONNX weights in their
-own USER/NAME-ONNX repository, which transformers.js's pipeline("text-generation", "USER/NAME-ONNX") loads). Never: checkpoints with optimizer states (unless --include-checkpoints), token files,
-samples, or anything else in the folder.
+own USER/NAME-ONNX repository, which transformers.js's pipeline("text-generation", "USER/NAME-ONNX") loads); for an
+ensemble's folder, its own files and those of its members inside it (`member-*/`). Never: checkpoints with optimizer
+states (unless --include-checkpoints), token files, samples, or anything else in the folder.
 
 A pull downloads the same files (HUB_FILES) with the `huggingface_hub` client: into DIR, or into the Hub cache for
 the commands that take a Hub id where they need a folder (`tinylm export`, `tinylm convert`).
@@ -34,11 +35,12 @@ HUB_FILES = ["config.json", "model.safetensors", "model-*.safetensors", "model.s
              "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "README.md",
              "loss_curve.png", "eval_results.json", "onnx/*.onnx", "index.html", "app.js", "runtime/*", "*.gguf"]
 CHECKPOINT_FILES = ["checkpoint-*/*"]
+MEMBER_FILES = [f"member-*/{p}" for p in HUB_FILES]  # an ensemble's members inside its folder (tinylm_hf/ensemble.py)
 
 
 def files_to_push(folder: str, include_checkpoints: bool = False) -> list[str]:
     """The folder's files that a push uploads (paths relative to the folder)."""
-    patterns = HUB_FILES + (CHECKPOINT_FILES if include_checkpoints else [])
+    patterns = HUB_FILES + MEMBER_FILES + (CHECKPOINT_FILES if include_checkpoints else [])
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
@@ -136,7 +138,7 @@ def pull(repo_id: str, folder: str | None = None, revision: str | None = None) -
         raise UserError(f"{folder} is a file: name a folder to download {repo_id} into")
     where = repo_id + (f" at revision {revision!r}" if revision else "")
     try:
-        return snapshot_download(repo_id, revision=revision, local_dir=folder, allow_patterns=HUB_FILES)
+        return snapshot_download(repo_id, revision=revision, local_dir=folder, allow_patterns=HUB_FILES + MEMBER_FILES)
     except RevisionNotFoundError as err:
         raise UserError(f"{repo_id} has no revision {revision!r}: name a branch, tag or commit it has "
                         f"(https://huggingface.co/{repo_id}/tree/main lists them)") from err

@@ -13,6 +13,12 @@ def load_model(name_or_path: str, revision: str | None = None, attn_implementati
                allow_pickle: bool = False):
     """A saved causal LM: safetensors weights only, our installed classes for tinylm (no remote code)."""
     if os.path.isdir(name_or_path):
+        from .ensemble import is_ensemble  # (the ensemble loads its members with this function)
+
+        if is_ensemble(name_or_path):
+            raise UserError(f"{name_or_path} is an ensemble of models, not one: load it with tinylm_hf.ensemble."
+                            f"Ensemble.from_pretrained; this command takes one model (a member's folder, e.g. "
+                            f"{os.path.join(name_or_path, 'member-1')})")
         files = os.listdir(name_or_path)
         if "config.json" not in files:
             raise UserError(f"{name_or_path} is not a model folder (no config.json)")

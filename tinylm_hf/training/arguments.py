@@ -20,6 +20,7 @@ from ..tokenizer import describe_kind
 from . import policy
 
 
+RUN_STARTED = "TINYLM_RUN_STARTED"  # set by `--ensemble` for its members: when the whole run began
 TOKENIZER_TYPE_HELP = ("the tokenizer to train: bpe (byte-level BPE) | bytes (256 byte tokens, no merges) | words "
                        "(lower-cased words and punctuation; lossy): tinylm_hf.tokenizer.train_tokenizer")
 
@@ -126,6 +127,13 @@ class TinyLMTrainingArguments(TrainingArguments):
     project: str = field(default="tinylm", metadata={
         "help": "the project trackio groups runs in (--report_to trackio: a local dashboard, nothing uploaded; "
                 "`trackio show --project tinylm` compares the runs; --run_name names one)"})
+    ensemble: int = field(default=1, metadata={
+        "help": "train K members side by side (K processes, the CPU threads split between them) in the same time "
+                "budget: OUTPUT_DIR/member-1..K, each a model folder, and OUTPUT_DIR the ensemble that averages their "
+                "probabilities (tinylm_hf/ensemble.py)"})
+    member: int = field(default=0, metadata={
+        "help": "the member of an ensemble this run is (set by --ensemble): its weights and data order come from "
+                "seed --seed + member - 1, the corpus from --seed"})
     save_on_interrupt: bool = field(default=False, metadata={"help": "on Ctrl-C, save a checkpoint before exiting"})
     snapshots: bool = field(default=True, metadata={
         "help": "keep the weights of each evaluation in OUTPUT_DIR/snapshots/step-N (a few MB each, never pushed), "
@@ -184,9 +192,12 @@ class TinyLMTrainingArguments(TrainingArguments):
             raise UserError(f"--optimizer {self.optimizer!r}: use adamw or muon")
         if self.compile not in ("auto", "on", "off"):
             raise UserError(f"--compile {self.compile!r}: use auto, on or off")
+        if self.ensemble < 1:
+            raise UserError(f"--ensemble {self.ensemble}: give the number of members, 1 or more")
         if self.time_budget is not None and not self.time_budget > 0:
             raise UserError(f"--time_budget {self.time_budget}: give a number of minutes above 0")
-        self.started = time.time()  # the time budget's clock
+        # the time budget's clock; an ensemble's member keeps the whole run's (tinylm_hf/training/ensemble.py)
+        self.started = float(os.environ.get(RUN_STARTED, time.time())) if self.member else time.time()
         # what was not said: the steps, compilation, precision, shape and weight decay (training/policy.py)
         self.choices = policy.choose(
             time_budget=self.time_budget, max_steps=self.max_steps, compile=self.compile, precision=self.precision,

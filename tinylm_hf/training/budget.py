@@ -76,8 +76,9 @@ class TimeBudgetCallback(TrainerCallback):
     and saving all count). It measures a step (the median of the last 50, the first `skip` ones left out: they
     compile), an evaluation with its checkpoint (until one is measured: `eval_guess_steps` steps' time), and keeps
     `after_training` seconds plus the final evaluation (`final_eval_share` times an evaluation's runtime) free. It
-    plans after the first measured step and every `every` steps, so a change of speed moves the end, not the
-    deadline; `cap` (--max_steps) bounds the steps. The plan sets `total_steps` (the Trainer's `max_steps`, the
+    plans after the first measured step, the third and every `every` steps, so a change of speed moves the end, not
+    the deadline; a plan from fewer than three measured steps is a guess (one slow step can be a hiccup) and ends the
+    run only once the time is spent; `cap` (--max_steps) bounds the steps. The plan sets `total_steps` (the Trainer's `max_steps`, the
     schedule's length, the progress bar's total) and the evaluation and checkpoint marks: the k-th at k shares of
     the planned total, so a plan that moves neither skips a mark nor doubles one. Under torchrun every rank follows
     rank 0's plan. `clock` is time.time, or a fake one in tests."""
@@ -126,9 +127,10 @@ class TimeBudgetCallback(TrainerCallback):
             self.first_step = self.step_end - self.train_start  # compiling, for a compiled model
         if state.global_step > self.skip:
             self.step_times = (self.step_times + [self.step_end - self.step_start])[-50:]
-        if self.step_times and (len(self.step_times) == 1 or state.global_step % self.every == 0):
+        if self.step_times and (len(self.step_times) in (1, 3) or state.global_step % self.every == 0):
             self.replan(args, state)
-        if state.global_step >= self.total_steps:
+        trusted = len(self.step_times) >= 3 or self.clock() >= self.deadline - self.margin
+        if state.global_step >= self.total_steps and (trusted or self.cap == state.global_step):
             control.should_training_stop = control.should_evaluate = control.should_save = True
         if self.plan is None:
             return

@@ -17,11 +17,12 @@ from transformers import DataCollatorForSeq2Seq, set_seed
 
 from ..data import instruct, sources
 from ..data.records import prompt_text
+from ..ensemble import is_ensemble, read_config, resolve_members
 from ..errors import UserError
 from ..loading import load_model
 from ..metrics import metric_path
 from ..tokenizer import load_tokenizer
-from . import optimizer, run
+from . import ensemble, optimizer, run
 from .arguments import TinyLMTrainingArguments, parse_args
 from .card import model_card
 from .generation import complete
@@ -125,6 +126,14 @@ def main(argv: list[str]) -> dict:
         raise UserError("no pretrained model at outputs/quickstart: run `tinylm pretrain` first, or pass "
                         "--model_name_or_path")
     run.prepare_output_dir(args)
+    if is_ensemble(model_args.model_name_or_path):  # each member tuned from its own, side by side
+        bases = [path for path, _ in resolve_members(read_config(model_args.model_name_or_path)["members"],
+                                                      model_args.model_name_or_path)]
+        args.ensemble = len(bases)
+        return ensemble.train_members(argv, args, command="instruct", bases=bases)
+    if args.ensemble > 1:
+        raise UserError(f"--ensemble {args.ensemble}: instruction tuning tunes the members of an ensemble: give its "
+                        f"folder as --model_name_or_path (tinylm pretrain --ensemble K makes one)")
     set_seed(args.seed)
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.revision)
     if not tokenizer.chat_template:

@@ -17,7 +17,7 @@ from ..data.tokens import TokenWindows, build_token_files
 from ..files import write_json, written_whole
 from ..presets import format_count
 from ..tokenizer import describe_kind, load_tokenizer, train_tokenizer
-from . import optimizer, run
+from . import ensemble, optimizer, run
 from .arguments import DataArguments, ModelArguments, TinyLMTrainingArguments, parse_args
 from .card import model_card
 
@@ -58,7 +58,9 @@ def main(argv: list[str]) -> dict:
     model_args, data_args, args = parse_args((ModelArguments, DataArguments, TinyLMTrainingArguments), argv)
     model_args.preset = model_args.preset or args.choices.preset
     run.prepare_output_dir(args)
-    set_seed(args.seed)
+    seed = args.seed + max(args.member - 1, 0)  # an ensemble's member: its own weights and data order, the same corpus
+    args.data_seed = seed if args.data_seed is None else args.data_seed
+    set_seed(seed)
     corpus = sources.load_corpus(data_args.dataset, **data_args.corpus_kwargs(args.seed))
     source = sources.describe(data_args.dataset, **data_args.corpus_kwargs(args.seed))  # decides what is reused
     tokenizer = get_tokenizer(model_args, source, corpus, args)
@@ -69,8 +71,17 @@ def main(argv: list[str]) -> dict:
     with args.main_process_first(desc="token files"):
         meta = build_token_files(corpus, tokenizer, token_dir, source, num_proc=data_args.preprocessing_num_workers,
                                  rebuild=data_args.rebuild_tokens, owned=data_args.token_dir is None)
-    train_set = TokenWindows(token_dir, "train", block_size, random=data_args.random_windows, seed=args.seed)
     eval_set = TokenWindows(token_dir, "validation", block_size)
+    if args.ensemble > 1:  # the members train in processes of their own, on these token files
+        ensemble.check_members(args.ensemble, args.world_size, model.num_parameters(),
+                               args.per_device_train_batch_size, block_size, model.config)
+        shared = ["--token_dir", token_dir, "--compile", "on" if args.torch_compile else "off"]  # as decided here
+        if not model_args.model_name_or_path:  # the shape this budget chose, not the one a member's share would
+            shared += ["--preset", model_args.preset]
+        if not (model_args.tokenizer_name or model_args.model_name_or_path):
+            shared += ["--tokenizer_name", os.path.join(args.output_dir, "tokenizer")]
+        return ensemble.train_members(argv + shared, args, eval_set=eval_set)
+    train_set = TokenWindows(token_dir, "train", block_size, random=data_args.random_windows, seed=seed)
     eval_during = eval_set.spread(data_args.eval_windows)  # the evaluations during training: a cheaper, even part
     n_params = model.num_parameters()
     length = f"a {args.time_budget:g}-minute budget" if args.time_budget else f"{args.max_steps:,} steps"
@@ -121,7 +132,7 @@ def hyperparameters(args, block_size: int, meta: dict | None, steps: int) -> dic
            "schedule": f"{args.lr_scheduler_type} {args.lr_scheduler_kwargs or ''}", "warmup": args.warmup_steps,
            "optimizer": optimizer.describe(args),
            "weight decay": args.weight_decay, "gradient clipping": args.max_grad_norm,
-           "precision": "bf16 autocast" if args.bf16 else "fp32", "seed": args.seed}
+           "precision": "bf16 autocast" if args.bf16 else "fp32", "seed": args.seed + max(args.member - 1, 0)}
     if meta:
         out["training tokens in corpus"] = meta["splits"]["train"]["tokens"]
         if args.auto_weight_decay:  # chosen by the run (PassWeightDecayCallback): say from what
