@@ -170,6 +170,12 @@ class TinyLMTrainingArguments(TrainingArguments):
     dataloader_num_workers: int = 0
     save_only_model: bool = False
 
+    @property
+    def member_seed(self) -> int:
+        """The seed of this run's weights and data order: --seed, or --seed + member - 1 for an ensemble's member
+        (the corpus keeps --seed)."""
+        return self.seed + max(self.member - 1, 0)
+
     def __post_init__(self):
         # --push_to_hub: we push the final folder ourselves (tinylm_hf.hub: the documented file list), after
         # training; the Trainer's own push would upload each checkpoint as it comes, optimizer states included.

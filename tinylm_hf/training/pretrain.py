@@ -58,9 +58,8 @@ def main(argv: list[str]) -> dict:
     model_args, data_args, args = parse_args((ModelArguments, DataArguments, TinyLMTrainingArguments), argv)
     model_args.preset = model_args.preset or args.choices.preset
     run.prepare_output_dir(args)
-    seed = args.seed + max(args.member - 1, 0)  # an ensemble's member: its own weights and data order, the same corpus
-    args.data_seed = seed if args.data_seed is None else args.data_seed
-    set_seed(seed)
+    args.data_seed = args.member_seed if args.data_seed is None else args.data_seed
+    set_seed(args.member_seed)
     corpus = sources.load_corpus(data_args.dataset, **data_args.corpus_kwargs(args.seed))
     source = sources.describe(data_args.dataset, **data_args.corpus_kwargs(args.seed))  # decides what is reused
     tokenizer = get_tokenizer(model_args, source, corpus, args)
@@ -81,7 +80,7 @@ def main(argv: list[str]) -> dict:
         if not (model_args.tokenizer_name or model_args.model_name_or_path):
             shared += ["--tokenizer_name", os.path.join(args.output_dir, "tokenizer")]
         return ensemble.train_members(argv + shared, args, eval_set=eval_set)
-    train_set = TokenWindows(token_dir, "train", block_size, random=data_args.random_windows, seed=seed)
+    train_set = TokenWindows(token_dir, "train", block_size, random=data_args.random_windows, seed=args.member_seed)
     eval_during = eval_set.spread(data_args.eval_windows)  # the evaluations during training: a cheaper, even part
     n_params = model.num_parameters()
     length = f"a {args.time_budget:g}-minute budget" if args.time_budget else f"{args.max_steps:,} steps"
@@ -132,7 +131,7 @@ def hyperparameters(args, block_size: int, meta: dict | None, steps: int) -> dic
            "schedule": f"{args.lr_scheduler_type} {args.lr_scheduler_kwargs or ''}", "warmup": args.warmup_steps,
            "optimizer": optimizer.describe(args),
            "weight decay": args.weight_decay, "gradient clipping": args.max_grad_norm,
-           "precision": "bf16 autocast" if args.bf16 else "fp32", "seed": args.seed + max(args.member - 1, 0)}
+           "precision": "bf16 autocast" if args.bf16 else "fp32", "seed": args.member_seed}
     if meta:
         out["training tokens in corpus"] = meta["splits"]["train"]["tokens"]
         if args.auto_weight_decay:  # chosen by the run (PassWeightDecayCallback): say from what
