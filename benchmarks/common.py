@@ -5,6 +5,7 @@ import os
 import platform
 import subprocess
 
+import numpy as np
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
@@ -75,6 +76,18 @@ def llama_cpp(request: dict) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"llama.cpp failed ({proc.returncode}): {proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def llama_cpp_log_probs(path: str, batches: list[list[int]]):
+    """window -> llama.cpp's log-probabilities of each next token, all windows computed in one call."""
+    out = path + ".logits.f32"
+    answer = llama_cpp({"model": path, "windows": batches, "logits_file": out})
+    logits = torch.from_numpy(np.fromfile(out, np.float32).reshape(answer["positions"], answer["vocabulary"]))
+    rows, at = {}, 0
+    for window in batches:
+        rows[tuple(window)] = torch.log_softmax(logits[at:at + len(window) - 1].double(), -1).numpy()
+        at += len(window) - 1
+    return lambda window: rows[tuple(window)]
 
 
 PEERS = {"tinylm-gpt": "GPT2LMHeadModel", "tinylm-llama": "LlamaForCausalLM"}

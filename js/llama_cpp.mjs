@@ -1,10 +1,13 @@
 // llama.cpp (through node-llama-cpp's prebuilt binaries) on a GGUF file, for the tests and benchmarks/runtimes.py.
 //   node js/llama_cpp.mjs REQUEST.json   ->  prints one JSON line
 // REQUEST: {"model": "x.gguf", "tokenize": ["text", ...], "prompt": [ids], "new_tokens": N, "repeats": R,
-//           "threads": T (default: every core), "past_eos": false (true: go on after an end-of-generation token)}
+//           "threads": T (default: every core), "past_eos": false (true: go on after an end-of-generation token),
+//           "windows": [[ids], ...], "logits_file": "x.f32"}
+// With windows, the raw logits llama.cpp computes after each id but the last of each window (forced decoding, each
+// window from an empty cache) go to logits_file as float32, (positions, vocabulary), windows one after the other.
 // Answers the token ids of each text (special tokens parsed, no BOS added), and the greedy continuation of the
 // prompt ids with the best time to the first new token and the rate of the rest (f32 KV cache, one sequence).
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 
@@ -16,6 +19,29 @@ const llama = await getLlama({
 });
 const model = await llama.loadModel({ modelPath: request.model });
 const answer = { tokenize: (request.tokenize ?? []).map((text) => Array.from(model.tokenize(text, true))) };
+if (request.windows) {
+  const context = await model.createContext({
+    contextSize: model.trainContextSize, batchSize: model.trainContextSize, threads,
+    experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
+  });
+  const sequence = context.getSequence();
+  const rows = [];
+  for (const window of request.windows) {
+    await sequence.clearHistory();
+    const output = await sequence.controlledEvaluate(
+      window.map((token, i) => (i < window.length - 1 ? [token, { generateNext: { logits: true } }] : token)));
+    for (let i = 0; i < window.length - 1; i++) {
+      const row = new Float32Array(model.tokens.vocabularySize ?? output[i].next.logits.size);
+      for (const [token, logit] of output[i].next.logits) row[token] = logit;
+      rows.push(row);
+    }
+  }
+  const all = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
+  rows.reduce((at, r) => (all.set(r, at), at + r.length), 0);
+  writeFileSync(request.logits_file, Buffer.from(all.buffer));
+  answer.positions = rows.length;
+  answer.vocabulary = rows[0].length;
+}
 if (request.prompt) {
   const context = await model.createContext({
     contextSize: model.trainContextSize, batchSize: request.prompt.length, threads,

@@ -75,13 +75,16 @@ def test_time_to_quality_trains_ours_and_the_stock_models_in_the_same_budget(tmp
         assert a["bpb"] / a["eval_loss"] == pytest.approx(b["bpb"] / b["eval_loss"], rel=1e-3)
 
 
-def test_runtimes_times_pytorch_and_both_onnx_graphs_on_one_model(tiny_model_dir, tmp_path):
+def test_runtimes_times_and_scores_every_format_on_one_model(tiny_model_dir, tmp_path):
     out = run_benchmark("runtimes", "--model", tiny_model_dir, "--quick", results_dir=tmp_path)
     rows = {r["runtime"].split(" (")[0]: r for r in out["rows"]}  # llama.cpp's rows name their thread count
     assert set(rows) == {"PyTorch generate()", "ONNX Runtime model.onnx", "ONNX Runtime model_quantized.onnx",
-                         *(["llama.cpp f32.gguf", "llama.cpp q8_0.gguf"] if JS_INSTALLED else [])}
+                         "ONNX Runtime model_q4.onnx",
+                         *([f"llama.cpp {kind}.gguf" for kind in ("f32", "q8_0", "q4_0")] if JS_INSTALLED else [])}
     assert rows["ONNX Runtime model.onnx"]["same tokens"] and rows["PyTorch generate()"]["x PyTorch"] == 1.0
     assert all(r["new tokens/s"] > 0 and r["first token ms"] > 0 and r["MB"] > 0 for r in rows.values()), rows
+    assert rows["PyTorch generate()"]["kl"] == 0 and rows["ONNX Runtime model.onnx"]["kl"] < 1e-8
+    assert all(0 < r["kl"] < 0.2 and r["top1"] > 0.8 for name, r in rows.items() if "q" in name), rows
 
 
 def test_xray_latency_times_every_text_alone_and_compared(tiny_model_dir, tmp_path):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from tinylm_hf.configuration_tinylm import TinyLMConfig
-from tinylm_hf.export.onnx import onnx_folder, run_onnx
+from tinylm_hf.export.check import check, write_card
+from tinylm_hf.export.onnx import constant_weights, float_weights, onnx_folder, run_onnx
 from tinylm_hf.modeling_tinylm import TinyLMForCausalLM
 
 from .conftest import ROOT, VALID_SAMPLE, run_script
@@ -82,27 +83,58 @@ def test_the_folder_is_what_transformers_js_reads(exported):
     assert dims["logits"][:2] == ["batch_size", "sequence_length"]
 
 
-def test_8_bit_weights_agree_on_the_top_token_of_real_text(tiny_model_dir, tmp_path):
+def test_the_check_scores_each_graph_against_the_model_on_real_text(tiny_model_dir, tmp_path):
+    """fp32, 8-bit and 4-bit graphs read the same validation stories as the model: the fp32 graph is the model (the
+    oracle), the 8-bit one loses less than the 4-bit one, each still ranks the model's top token first nearly
+    everywhere, and every matrix (the tied head and the embedding too) is stored quantized: the 4-bit graph reads
+    the embedding from the head's 4-bit copy, the position table in 8 bits (GPT-2)."""
     out = tmp_path / "onnx"
-    onnx_folder(str(tiny_model_dir), str(out), quantize="q8")
-    model = TinyLMForCausalLM.from_pretrained(tiny_model_dir).eval()
-    from tinylm_hf.tokenizer import load_tokenizer
+    onnx_folder(str(tiny_model_dir), str(out), quantize=["q8", "q4"])
+    rows, on = check(str(tiny_model_dir), str(out), max_bytes=4_000)
+    write_card(str(out), rows, on)
+    card = (out / "README.md").read_text()
+    assert '{ dtype: "q4" }' in card and f"| ONNX Runtime model_q4.onnx | {rows[2]['MB']} |" in card
+    rows = {r["format"].split()[-1]: r for r in rows}
+    assert list(rows) == ["fp32", "model.onnx", "model_q4.onnx", "model_quantized.onnx"] and "bytes of" in on
+    fp32, q8, q4 = rows["model.onnx"], rows["model_quantized.onnx"], rows["model_q4.onnx"]
+    assert rows["fp32"]["kl"] == 0 and rows["fp32"]["top1"] == 1 and rows["fp32"]["bpb"] > 0
+    assert fp32["kl"] < 1e-8 and fp32["top1"] == 1 and fp32["x bpb"] == 1
+    assert 1e-6 < q8["kl"] < q4["kl"] < 0.2 and q8["top1"] >= 0.9 and q4["top1"] >= 0.8, rows
+    assert 0.95 < q4["x bpb"] < 1.1 and max(q4["MB"], q8["MB"]) < fp32["MB"]  # (a model this tiny is mostly graph)
+    for name, ops in (("model_quantized.onnx", {"MatMulInteger"}), ("model_q4.onnx", {"MatMulNBits", "BitShift"})):
+        proto = onnx.load(str(out / "onnx" / name))
+        assert ops <= {node.op_type for node in proto.graph.node} and float_weights(proto) == [], name
+    assert len(float_weights(onnx.load(str(out / "onnx" / "model.onnx")))) > 2
 
-    tokenizer = load_tokenizer(str(tiny_model_dir))
-    text = VALID_SAMPLE.read_text()[:600] if VALID_SAMPLE.exists() else TEXT * 4
-    ids = tokenizer(tokenizer.bos_token + text, add_special_tokens=False)["input_ids"][:model.config.max_position_embeddings]
-    session = onnxruntime.InferenceSession(str(out / "onnx" / "model_quantized.onnx"),
-                                           providers=["CPUExecutionProvider"])
-    logits, _ = run_onnx(session, np.array([ids]), None, model.config)
-    with torch.no_grad():
-        expected = model(torch.tensor([ids])).logits[0].numpy()
-    agreement = (logits[0].argmax(-1) == expected.argmax(-1)).mean()
-    assert agreement >= 0.9, agreement
-    ops = {node.op_type for node in onnx.load(str(out / "onnx" / "model_quantized.onnx")).graph.node}
-    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops  # really 8-bit matrix products
+
+@pytest.mark.parametrize("family", ["llama", "gpt"])
+def test_every_weight_becomes_a_constant_matmul_input_with_the_same_logits(random_model_dirs, tmp_path, family):
+    """What a 4-bit quantizer takes: the tied head is MatMul(x, Transpose(embedding)) as exported, and GPT-2's layers
+    are Gemm; rewritten, the graph computes the same logits."""
+    onnx_folder(str(random_model_dirs[family]), str(tmp_path / "onnx"))
+    proto = onnx.load(str(tmp_path / "onnx" / "onnx" / "model.onnx"))
+    config = TinyLMConfig.from_pretrained(random_model_dirs[family])
+    ids = np.array([[0, 5, 9, 3, 7]])
+
+    def logits():
+        session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        return run_onnx(session, ids, None, config)[0]
+
+    before = logits()
+    gemms = sum(n.op_type == "Gemm" for n in proto.graph.node)
+    assert (gemms > 0) == (family == "gpt") and "model.lm_head.weight" in float_weights(proto)
+    assert constant_weights(proto) == 1 + gemms
+    ops = {n.op_type for n in proto.graph.node}
+    assert "Gemm" not in ops and "model.lm_head.weight.transposed" in float_weights(proto)
+    assert not any(n.op_type == "Transpose" and n.input[0] == "model.lm_head.weight" for n in proto.graph.node)
+    assert np.abs(before - logits()).max() < 1e-5
 
 
 @pytest.mark.slow
 def test_export_errors_are_one_line(tmp_path):
     proc = run_script("-m", "tinylm_hf.export", "onnx", tmp_path / "missing", tmp_path / "out", cwd=ROOT)
     assert proc.returncode == 2 and "is neither a model folder nor a Hub id" in proc.stderr.strip().splitlines()[-1]
+    proc = run_script("-m", "tinylm_hf.export", "check", ROOT / "tinylm_hf", tmp_path / "x.gguf", cwd=ROOT)
+    assert proc.returncode == 2 and "is neither a model folder nor a Hub id" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "GGUF files are checked by llama.cpp itself: python benchmarks/runtimes.py" in last, last

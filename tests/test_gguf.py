@@ -5,7 +5,9 @@ import gguf
 import pytest
 import torch
 
-from benchmarks.common import llama_cpp
+from benchmarks.common import llama_cpp, llama_cpp_log_probs
+from tinylm_hf.configuration_tinylm import TinyLMConfig
+from tinylm_hf.export.check import compare, read_stories, torch_log_probs, windows
 from tinylm_hf.export.gguf import llama_rows, write_gguf
 from tinylm_hf.modeling_tinylm import TinyLMForCausalLM
 from tinylm_hf.tokenizer import load_tokenizer
@@ -80,6 +82,38 @@ def test_the_gpt_family_and_smaller_types_load_and_agree_within_rounding(random_
     assert report["tensor_types"][kind.upper()] > 0 and report["tensor_types"]["F32"] > 0  # norms and biases
 
 
+@pytest.mark.slow
+@needs_js
+def test_llama_cpp_reads_real_text_as_the_model_does_and_q4_0_loses_a_little(tiny_model_dir, tmp_path):
+    """Forced decoding on validation stories, llama.cpp's logits at every position against our model's: the f32
+    file is the model (the oracle for the logits path), q8_0 and q4_0 lose a little each, q4_0 more."""
+    model = TinyLMForCausalLM.from_pretrained(tiny_model_dir).eval()
+    batches, n_bytes = windows(load_tokenizer(str(tiny_model_dir)), read_stories(None, 3_000),
+                               model.config.max_position_embeddings)
+    reference = {tuple(w): torch_log_probs(model, w) for w in batches}
+    rows = {}
+    for kind in ("f32", "q8_0", "q4_0"):
+        path = tmp_path / f"model-{kind}.gguf"
+        report = write_gguf(str(tiny_model_dir), str(path), kind)
+        rows[kind] = compare(lambda w: reference[tuple(w)], llama_cpp_log_probs(str(path), batches), batches, n_bytes)
+    assert rows["f32"]["kl"] < 1e-5 and rows["f32"]["top1"] > 0.99, rows
+    assert rows["f32"]["kl"] < rows["q8_0"]["kl"] < rows["q4_0"]["kl"] < 0.2 and rows["q4_0"]["top1"] > 0.8, rows
+    assert report["tensor_types"]["Q4_0"] > 0 and report["f16_instead"] == []
+
+
+def test_rows_that_are_not_whole_blocks_fall_back_to_f16_by_name(tiny_tokenizer, tmp_path):
+    config = TinyLMConfig(family="llama", vocab_size=len(tiny_tokenizer), hidden_size=48, num_hidden_layers=1,
+                          num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                          bos_token_id=tiny_tokenizer.bos_token_id, eos_token_id=tiny_tokenizer.eos_token_id)
+    TinyLMForCausalLM(config).save_pretrained(tmp_path / "model")
+    tiny_tokenizer.save_pretrained(tmp_path / "model")
+    logged = []
+    report = write_gguf(str(tmp_path / "model"), str(tmp_path / "model.gguf"), "q4_0", log=logged.append)
+    assert "token_embd.weight" in report["f16_instead"] and "blk.0.ffn_down.weight" not in report["f16_instead"]
+    assert report["tensor_types"]["F16"] == len(report["f16_instead"]) and report["tensor_types"]["Q4_0"] == 1
+    assert f"{len(report['f16_instead'])} matrices with rows not a multiple of 32 long were written f16: " in logged[0]
+
+
 def test_the_file_holds_the_tokenizer_and_the_layout_llama_cpp_reads(random_model_dirs, tmp_path):
     path = tmp_path / "model.gguf"
     write_gguf(str(random_model_dirs["llama"]), str(path), "q8_0")
@@ -106,5 +140,6 @@ def test_gguf_errors_are_one_line(random_model_dirs, tmp_path):
 
 def test_the_model_card_lists_the_exported_formats(tiny_model_dir):
     card = (tiny_model_dir / "README.md").read_text()
-    for command in ("export onnx MODEL OUT --quantize q8", "export web MODEL OUT", "export gguf MODEL OUT.gguf"):
+    for command in ("export onnx MODEL OUT --quantize q8 --quantize q4", "export web MODEL OUT",
+                    "export gguf MODEL OUT.gguf --type q4_0"):
         assert f"tinylm {command}" in card

@@ -82,12 +82,19 @@ def test_the_offline_page_continues_and_chats_as_pytorch_does(served, tmp_path):
         shown = page.inner_text("#output")
         got_chat = run_page(page, "chat", "Write a story.")
         eight_bit = run_page(page, "story", "Once upon a time", weights="q8")
+        four_bit = run_page(page, "story", "Once upon a time", weights="q4")
+        choices = page.inner_text("#weights")
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        page.reload()  # a second visit: the 4-bit weights come from the browser's cache
+        again = run_page(page, "story", "Once upon a time", weights="q4")
         browser.close()
     assert got_story == story and len(set(story)) > 3
     assert shown == "Once upon a time" + tokenizer.decode(story, skip_special_tokens=True)
     assert got_chat == chat
-    assert len(eight_bit) == NEW_TOKENS or eight_bit[-1] == tokenizer.eos_token_id  # the 8-bit graph runs too
+    for quantized in (eight_bit, four_bit):  # the 8-bit and 4-bit graphs run too
+        assert len(quantized) == NEW_TOKENS or quantized[-1] == tokenizer.eos_token_id
+    assert again == four_bit and sum(u.endswith("/onnx/model_q4.onnx") for u in requests) == 1
+    assert [line.split(",")[0] for line in choices.splitlines()] == ["4-bit", "8-bit", "fp32"] and " MB" in choices
     outside = [u for u in requests if not u.startswith(url) and not u.startswith("blob:" + url.rstrip("/"))]
     assert requests and not outside, outside
     assert (tmp_path / "page.png").stat().st_size > 10_000
@@ -101,4 +108,6 @@ def test_the_default_page_loads_the_pinned_transformers_js_from_its_cdn(random_m
     assert json.loads((JS / "package.json").read_text())["dependencies"]["@huggingface/transformers"] == TRANSFORMERS_JS
     index = (tmp_path / "web" / "index.html").read_text()
     assert "{{" not in index and '<script type="module" src="app.js">' in index
-    assert (tmp_path / "web" / "onnx" / "model_quantized.onnx").exists()
+    assert (tmp_path / "web" / "onnx" / "model_quantized.onnx").exists() and (tmp_path / "web" / "onnx" /
+                                                                             "model_q4.onnx").exists()
+    assert '<option value="q8" selected>8-bit, ' in index

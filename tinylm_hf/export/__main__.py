@@ -16,21 +16,38 @@ def needs(*modules: str) -> None:
             raise UserError(f"export needs {module}: pip install 'tinylm-hf[export]'") from None
 
 
+def checked(model: str, folder: str) -> None:
+    """An export's check (check.py), printed and written into the folder's model card."""
+    from .check import check, table, write_card
+
+    rows, on = check(model, folder)
+    print(table(rows))
+    write_card(folder, rows, on)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="tinylm export", description=DOC,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     formats = parser.add_subparsers(dest="format", required=True)
     onnx = formats.add_parser("onnx", help="ONNX with the KV cache, for ONNX Runtime and transformers.js")
-    onnx.add_argument("--quantize", choices=["q8"], help="also write onnx/model_quantized.onnx, 8-bit weights")
+    onnx.add_argument("--quantize", choices=["q8", "q4"], action="append", help="also write 8-bit weights "
+                      "(onnx/model_quantized.onnx) or 4-bit ones (onnx/model_q4.onnx), transformers.js's dtype q8 / "
+                      "q4; give it twice for both")
     web = formats.add_parser("web", help="the ONNX folder plus a page that runs it in the browser (transformers.js)")
     web.add_argument("--offline", action="store_true",
                      help="copy transformers.js and ONNX Runtime Web into the folder: the page fetches nothing else")
     web.add_argument("--npm", metavar="DIR", help="with --offline: a folder whose node_modules/ holds "
                      "@huggingface/transformers (default: npm installs it into ~/.cache/tinylm-hf)")
     gguf = formats.add_parser("gguf", help="one GGUF file for llama.cpp")
-    gguf.add_argument("--type", default="f16", choices=["f32", "f16", "q8_0"], dest="kind",
+    gguf.add_argument("--type", default="f16", choices=["f32", "f16", "q8_0", "q4_0"], dest="kind",
                       help="how the matrices are stored (default: %(default)s; norms and biases stay f32)")
-    for sub, out in ((onnx, "folder to write"), (web, "folder to write"), (gguf, "the .gguf file to write")):
+    check = formats.add_parser("check", help="how much an export loses: bits per byte, KL divergence and top-1 "
+                               "agreement against the fp32 model on validation text, size, speed")
+    check.add_argument("--text", help="a text file to check on (default: the TinyStories validation stories in the "
+                       "package)")
+    check.add_argument("--max_bytes", type=int, default=20_000, help="how much of it (default: %(default)s bytes)")
+    for sub, out in ((onnx, "folder to write"), (web, "folder to write"), (gguf, "the .gguf file to write"),
+                     (check, "the export to check: an ONNX folder or an .onnx file")):
         sub.add_argument("model", help="model folder or Hub id (tinylm, or stock llama / qwen3 / gpt2)")
         sub.add_argument("out", help=out)
         sub.add_argument("--revision", help="Hub revision (branch, tag or commit) of a Hub id to pin")
@@ -41,16 +58,23 @@ def main(argv: list[str]) -> None:
         from .onnx import onnx_folder
 
         onnx_folder(args.model, args.out, args.quantize)
+        checked(args.model, args.out)
     elif args.format == "web":
         needs("onnxruntime", "onnxscript")
         from .web import web_folder
 
         web_folder(args.model, args.out, args.offline, args.npm)
+        checked(args.model, args.out)
     elif args.format == "gguf":
         needs("gguf")
         from .gguf import write_gguf
 
         write_gguf(args.model, args.out, args.kind)
+    elif args.format == "check":
+        needs("onnxruntime")
+        from .check import check, table
+
+        print(table(check(args.model, args.out, args.text, args.max_bytes)[0]))
 
 
 if __name__ == "__main__":

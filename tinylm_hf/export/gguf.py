@@ -1,6 +1,6 @@
 """GGUF: one file llama.cpp (llama-cli, llama-server, and the apps built on it) loads, written with the `gguf` package.
 
-    tinylm export gguf MODEL_DIR OUT.gguf [--type f32|f16|q8_0]
+    tinylm export gguf MODEL_DIR OUT.gguf [--type f32|f16|q8_0|q4_0]
 
 The llama family is written in llama.cpp's `llama` layout (`qwen3` with QK-norm), the gpt family as `gpt2` (each
 through the exact conversion to the stock model, whose tensor names the `gguf` package maps). Facts about llama.cpp
@@ -14,8 +14,10 @@ the file has to match:
 - The tokenizer is a byte-level BPE: model `gpt2`, pre-tokenizer `gpt-2` (the GPT-2 split; `default` splits
   otherwise), every token in its byte-level spelling with its merges, special tokens as control tokens, and the chat
   template. llama.cpp adds the BOS token (`<|endoftext|>`) before a prompt, as the stories began in training.
-- Types: f32; f16 or q8_0 for the matrices (norms and biases stay f32). q8_0 stores rows in blocks of 32 values: a
-  matrix whose rows are not a multiple of 32 long is written f16 instead, and the command says how many were.
+- Types: f32; f16, q8_0 or q4_0 for the matrices (norms and biases stay f32). q8_0 and q4_0 store rows in blocks of
+  32 values (8 or 4 bits each, one f16 scale a block): a matrix whose rows are not a multiple of 32 long is written
+  f16 instead, and the command says which. llama.cpp's K-quants (q4_k_m ...) are not written here (the `gguf`
+  package cannot make them): `llama-quantize OUT-f16.gguf OUT-q4_k_m.gguf Q4_K_M` makes one from the f16 file.
 - llama.cpp's gpt2 path computes GELU with the tanh approximation (about 3e-3 off the exact GELU in the logits), and
   its default f16 KV cache moves logits by about 1e-2: greedy continuations still agree.
 """
@@ -30,7 +32,7 @@ from ..errors import UserError
 from ..files import written_whole
 from ..tokenizer import load_tokenizer
 
-TYPES = ("f32", "f16", "q8_0")
+TYPES = ("f32", "f16", "q8_0", "q4_0")
 
 
 def llama_rows(weight: np.ndarray, heads: int) -> np.ndarray:
@@ -98,12 +100,13 @@ def write_gguf(model_dir: str, path: str, kind: str = "f16", log=print) -> dict:
     tokenizer = load_tokenizer(model_dir, add_chat_template=False)
     c = model.config
     arch = c.model_type  # llama, qwen3 or gpt2
-    quantized = {"f16": gguf.GGMLQuantizationType.F16, "q8_0": gguf.GGMLQuantizationType.Q8_0}.get(kind)
+    quantized = {"f16": gguf.GGMLQuantizationType.F16, "q8_0": gguf.GGMLQuantizationType.Q8_0,
+                 "q4_0": gguf.GGMLQuantizationType.Q4_0}.get(kind)
     with written_whole(path) as tmp:
         writer = gguf.GGUFWriter(tmp, arch)
         writer.add_name(os.path.basename(os.path.abspath(model_dir)))
         writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                              "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[kind])
+                              "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[kind])
         writer.add_context_length(c.max_position_embeddings)
         writer.add_embedding_length(c.hidden_size)
         writer.add_block_count(c.num_hidden_layers)
@@ -134,11 +137,12 @@ def write_gguf(model_dir: str, path: str, kind: str = "f16", log=print) -> dict:
         writer.add_add_eos_token(False)
         if tokenizer.chat_template:
             writer.add_chat_template(tokenizer.chat_template)
-        fell_back, counts = 0, {}
+        fell_back, counts = [], {}
         for name, array in tensors(model):
             qtype = quantized if array.ndim == 2 else None  # norms and biases stay f32
-            if qtype == gguf.GGMLQuantizationType.Q8_0 and array.shape[-1] % 32:
-                qtype, fell_back = gguf.GGMLQuantizationType.F16, fell_back + 1
+            if kind in ("q8_0", "q4_0") and array.shape[-1] % 32:
+                qtype = gguf.GGMLQuantizationType.F16
+                fell_back.append(name)
             if qtype is None:
                 writer.add_tensor(name, array)
             else:
@@ -150,7 +154,9 @@ def write_gguf(model_dir: str, path: str, kind: str = "f16", log=print) -> dict:
         writer.write_tensors_to_file()
         writer.close()
     report = {"bytes": os.path.getsize(path), "tensor_types": counts}
-    note = f"; {fell_back} matrices with rows not a multiple of 32 were written f16" if fell_back else ""
+    note = (f"; {len(fell_back)} matrices with rows not a multiple of 32 long were written f16: "
+            f"{', '.join(fell_back[:4])}{', ...' if len(fell_back) > 4 else ''}") if fell_back else ""
+    report["f16_instead"] = fell_back
     log(f"wrote {path} ({arch}, {report['bytes'] / 1e6:.1f} MB, tensors {counts}){note}")
     log(f"run it: llama-cli -m {path} -p \"Once upon a time\" -n 200   (or: llama-server -m {path})")
     return report

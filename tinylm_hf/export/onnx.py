@@ -1,11 +1,13 @@
 """ONNX: the folder ONNX Runtime and transformers.js load, checked against PyTorch.
 
-    tinylm export onnx MODEL_DIR OUT_DIR [--quantize q8]
+    tinylm export onnx MODEL_DIR OUT_DIR [--quantize q8|q4]
 
 It holds the stock architecture's `config.json` (the llama family as `llama`, or `qwen3` with QK-norm; the gpt
 family as `gpt2`; through the exact conversion of `tinylm_hf.convert`), `generation_config.json`, `tokenizer.json`,
 `tokenizer_config.json` with the chat template inside it (transformers.js reads it from there), and
-`onnx/model.onnx` (fp32; with `--quantize q8`, also `onnx/model_quantized.onnx`: 8-bit weights). The graph takes
+`onnx/model.onnx` (fp32; with `--quantize q8`, also `onnx/model_quantized.onnx`: 8-bit weights; with `--quantize
+q4`, `onnx/model_q4.onnx`: 4-bit weights, the embedding and the head too; the names transformers.js loads for
+`dtype: "q8"` and `"q4"`). The graph takes
 the KV cache and returns it (`past_key_values.{i}.key/value` in, `present.{i}.key/value` out), so generation does
 not recompute the prompt.
 After writing, it runs a prompt and a decode step through ONNX Runtime and reports the largest difference from
@@ -74,6 +76,8 @@ def export_onnx(model, path: str) -> None:
     program = torch.onnx.export(WithCache(model).eval(), example, dynamo=True, input_names=inputs, output_names=outputs,
                                 dynamic_shapes=shapes, opset_version=ONNX_OPSET, external_data=False)
     proto = program.model_proto
+    for node in proto.graph.node:  # the exporter's notes on each node (stack traces with this machine's paths): a
+        del node.metadata_props[:]  # ninth of the fp32 file, half of a 4-bit one
     names = {"batch_size", "sequence_length", "past_sequence_length", "total_sequence_length"}
     symbols = {}  # the exporter's names for the dimensions -> ours
     for value, dims in zip(proto.graph.input, (("batch_size", "sequence_length"),
@@ -95,13 +99,152 @@ def export_onnx(model, path: str) -> None:
         onnx.save(proto, tmp)
 
 
-def quantize_q8(src: str, dst: str) -> None:
-    """8-bit weights for the matrix products (dynamic quantization: activations stay float)."""
+QUANTIZED = {"q8": "model_quantized.onnx", "q4": "model_q4.onnx"}  # transformers.js's file for each dtype
+Q4_BLOCK = 32  # values per 4-bit block, each block with its own fp32 scale (llama.cpp's q4_0 blocks are as long)
+
+
+def quantize_q8(src: str, dst: str) -> list[str]:
+    """8-bit weights for the matrix products, the head included, and the embedding (dynamic quantization: the
+    activations stay float). Returns the matrices left in fp32."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    proto = onnx.load(src)
+    constant_weights(proto)
     with written_whole(dst) as tmp:
-        quantize_dynamic(src, tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
-                         extra_options={"MatMulConstBOnly": True})
+        quantize_dynamic(proto, tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+                         extra_options={"MatMulConstBOnly": True})  # per tensor: per channel measured 30% slower
+    return float_weights(onnx.load(dst))
+
+
+def constant_weights(proto) -> int:
+    """Make every weight matrix a constant MatMul input, which weight-only quantizers take: the exporter writes a tied
+    head as MatMul(x, Transpose(embedding)) (folded into a transposed copy; the embedding then feeds only its Gather)
+    and GPT-2's Conv1D layers as Gemm (split into MatMul + Add, the same arithmetic). Returns how many it rewrote."""
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    made = {n.output[0]: n for n in proto.graph.node}
+    rewritten = 0
+
+    def constant(name: str, array: np.ndarray) -> str:
+        proto.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    for index, node in reversed(list(enumerate(proto.graph.node))):  # from the end: inserting keeps the order
+        if node.op_type == "MatMul":
+            source = made.get(node.input[1])
+            if source is None or source.op_type != "Transpose" or source.input[0] not in inits:
+                continue
+            perm = next((list(a.ints) for a in source.attribute if a.name == "perm"), None)
+            weight = numpy_helper.to_array(inits[source.input[0]]).transpose(perm)
+            node.input[1] = constant(f"{source.input[0]}.transposed", weight)
+        elif node.op_type == "Gemm" and node.input[1] in inits:
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or attrs.get("transA", 0):
+                continue
+            weight = numpy_helper.to_array(inits[node.input[1]])
+            weight_name = constant(f"{node.input[1]}.transposed", weight.T) if attrs.get("transB", 0) \
+                else node.input[1]
+            has_bias = len(node.input) > 2 and node.input[2]
+            product = f"{node.output[0]}.matmul" if has_bias else node.output[0]
+            new = [helper.make_node("MatMul", [node.input[0], weight_name], [product], name=f"{node.name}.matmul")]
+            if has_bias:
+                new.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=f"{node.name}.add"))
+            proto.graph.node.remove(node)
+            for offset, added in enumerate(new):
+                proto.graph.node.insert(index + offset, added)
+        else:
+            continue
+        rewritten += 1
+    used = {name for n in proto.graph.node for name in n.input}
+    for node in [n for n in proto.graph.node if n.op_type == "Transpose" and n.output[0] not in used]:
+        proto.graph.node.remove(node)
+    used = {name for n in proto.graph.node for name in n.input}
+    for init in [i for i in proto.graph.initializer if i.name not in used]:
+        proto.graph.initializer.remove(init)
+    return rewritten
+
+
+def quantize_q4(src: str, dst: str) -> list[str]:
+    """4-bit weights in blocks of `Q4_BLOCK` along each matrix's input dimension, symmetric, one fp32 scale a block
+    (ONNX Runtime's MatMulNBits), for every matrix product, the head included; a tied embedding is read from the
+    head's 4-bit copy (`tied_embedding`: one table, not two), any other one (GPT-2's positions) stored in 8 bits.
+    Activations stay fp32. Every op runs in ONNX Runtime Web too (its wasm build has no GatherBlockQuantized).
+    Returns the weight matrices left in fp32 (none for our shapes)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    proto = onnx.load(src)
+    constant_weights(proto)
+    heads = {n.input[1].removesuffix(".transposed") for n in proto.graph.node if n.op_type == "MatMul"}
+    tied = [n.name for n in proto.graph.node if n.op_type == "Gather" and n.input[0] in heads]
+    with written_whole(dst) as tmp:
+        quantize_dynamic(proto, tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["Gather"],
+                         nodes_to_exclude=tied)
+        config = DefaultWeightOnlyQuantConfig(block_size=Q4_BLOCK, is_symmetric=True, op_types_to_quantize=("MatMul",))
+        quantizer = MatMulNBitsQuantizer(onnx.load(tmp), algo_config=config)
+        quantizer.process()
+        proto = quantizer.model.model
+        for name in tied:
+            tied_embedding(proto, name)
+        onnx.save(proto, tmp)
+    return float_weights(onnx.load(dst))
+
+
+def tied_embedding(proto, gather_name: str) -> None:
+    """Replace the embedding lookup `gather_name` (Gather(E, ids), E the head's weight) by a lookup in the head's
+    4-bit copy (MatMulNBits' packed [vocabulary, blocks, 16] bytes, two values a byte, low nibble first, and its
+    [vocabulary, blocks] scales): the rows of the ids, unpacked, minus the zero point 8, times their scales."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    gather = next(n for n in proto.graph.node if n.name == gather_name)
+    table, ids = gather.input[0], gather.input[1]
+    packed, scales = f"{table}.transposed_Q4", f"{table}.transposed_scales"
+    inits = {i.name: i for i in proto.graph.initializer}
+    rows, blocks, _ = inits[packed].dims
+    hidden = next(d for d in inits[table].dims if d != rows) if table in inits else blocks * Q4_BLOCK
+    scale = numpy_helper.to_array(inits[scales]).reshape(rows, blocks)
+    p = f"{gather_name}.q4"
+    consts = {f"{p}.scales": scale, f"{p}.15": np.array(15, np.uint8), f"{p}.4": np.array(4, np.uint8),
+              f"{p}.8": np.array(8, np.float32), f"{p}.last": np.array([-1], np.int64),
+              f"{p}.shape": np.array([0, 0, blocks, Q4_BLOCK], np.int64), f"{p}.flat": np.array([0, 0, -1], np.int64),
+              f"{p}.start": np.array([0], np.int64), f"{p}.end": np.array([hidden], np.int64)}
+    proto.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    nodes = [  # ids (B, T) -> (B, T, hidden)
+        helper.make_node("Gather", [packed, ids], [f"{p}.bytes"], axis=0),  # (B, T, blocks, 16)
+        helper.make_node("BitwiseAnd", [f"{p}.bytes", f"{p}.15"], [f"{p}.low"]),
+        helper.make_node("BitShift", [f"{p}.bytes", f"{p}.4"], [f"{p}.high"], direction="RIGHT"),
+        helper.make_node("Unsqueeze", [f"{p}.low", f"{p}.last"], [f"{p}.low1"]),
+        helper.make_node("Unsqueeze", [f"{p}.high", f"{p}.last"], [f"{p}.high1"]),
+        helper.make_node("Concat", [f"{p}.low1", f"{p}.high1"], [f"{p}.pairs"], axis=-1),  # (B, T, blocks, 16, 2)
+        helper.make_node("Reshape", [f"{p}.pairs", f"{p}.shape"], [f"{p}.values"]),  # (B, T, blocks, 32)
+        helper.make_node("Cast", [f"{p}.values"], [f"{p}.float"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", [f"{p}.float", f"{p}.8"], [f"{p}.centred"]),
+        helper.make_node("Gather", [f"{p}.scales", ids], [f"{p}.row_scales"], axis=0),  # (B, T, blocks)
+        helper.make_node("Unsqueeze", [f"{p}.row_scales", f"{p}.last"], [f"{p}.row_scales1"]),
+        helper.make_node("Mul", [f"{p}.centred", f"{p}.row_scales1"], [f"{p}.scaled"]),
+        helper.make_node("Reshape", [f"{p}.scaled", f"{p}.flat"], [f"{p}.padded"]),  # (B, T, blocks * 32)
+        helper.make_node("Slice", [f"{p}.padded", f"{p}.start", f"{p}.end", f"{p}.last"], [gather.output[0]]),
+    ]
+    index = list(proto.graph.node).index(gather)
+    proto.graph.node.remove(gather)
+    for offset, node in enumerate(nodes):
+        proto.graph.node.insert(index + offset, node)
+    if table in inits and not any(table in n.input for n in proto.graph.node):
+        proto.graph.initializer.remove(inits[table])
+
+
+def float_weights(proto) -> list[str]:
+    """The weight matrices a MatMul, Gemm or Gather of `proto` still reads in float (not counting scales)."""
+    from onnx import TensorProto
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    weights = {n.input[0] if n.op_type == "Gather" else n.input[1] for n in proto.graph.node
+               if n.op_type in ("MatMul", "Gemm", "Gather")}
+    return sorted(name for name in weights if name in inits and inits[name].data_type == TensorProto.FLOAT
+                  and not name.endswith("scales"))  # a quantized table's own scales
 
 
 def run_onnx(session, ids: np.ndarray, past: list[np.ndarray] | None, config) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -150,11 +293,14 @@ def write_tokenizer(model_dir: str, out_dir: str) -> None:
     write_json(config_path, config)
 
 
-def onnx_folder(model_dir: str, out_dir: str, quantize: str | None = None, log=print, also=None) -> dict:
-    """The ONNX folder of `model_dir` at `out_dir` (see the module's docstring); returns the check's figures.
-    `also(folder, model)` writes more files into it before it takes its place (the web page)."""
-    if quantize not in (None, "q8"):
-        raise UserError(f"--quantize {quantize!r}: the one quantization offered is q8")
+def onnx_folder(model_dir: str, out_dir: str, quantize: str | list[str] | None = None, log=print, also=None) -> dict:
+    """The ONNX folder of `model_dir` at `out_dir` (see the module's docstring), with the quantized graphs named in
+    `quantize` ("q8", "q4" or both); returns the check's figures. `also(folder, model)` writes more files into it
+    before it takes its place (the web page)."""
+    quantize = [quantize] if isinstance(quantize, str) else list(quantize or [])
+    for kind in quantize:
+        if kind not in QUANTIZED:
+            raise UserError(f"--quantize {kind!r}: choose q8 or q4")
     model = stock_model(model_dir)
     tokenizer = load_tokenizer(model_dir, add_chat_template=False)
     with written_whole(out_dir, folder=True) as tmp:
@@ -167,8 +313,11 @@ def onnx_folder(model_dir: str, out_dir: str, quantize: str | None = None, log=p
         write_tokenizer(model_dir, tmp)
         log(f"exporting {model.config.model_type} ({model.num_parameters():,} parameters) to ONNX")
         export_onnx(model, os.path.join(tmp, "onnx", "model.onnx"))
-        if quantize:
-            quantize_q8(os.path.join(tmp, "onnx", "model.onnx"), os.path.join(tmp, "onnx", "model_quantized.onnx"))
+        for kind in quantize:
+            src, dst = os.path.join(tmp, "onnx", "model.onnx"), os.path.join(tmp, "onnx", QUANTIZED[kind])
+            kept = quantize_q8(src, dst) if kind == "q8" else quantize_q4(src, dst)
+            if kept:
+                log(f"{kind}: {len(kept)} matrices stay fp32 ({', '.join(kept[:4])}{', ...' if len(kept) > 4 else ''})")
         if also:
             also(tmp, model)
     text = "Once upon a time, there was a little dog named Max. Max liked to play."

@@ -3,7 +3,8 @@
     tinylm export web MODEL_DIR OUT_DIR [--offline [--npm DIR]]
 
 Serve OUT_DIR from any static host (`python -m http.server -d OUT_DIR`, GitHub Pages, a Hugging Face static Space)
-and open it: stories and chat stream with temperature / top-k / top-p, 8-bit or fp32 weights, all client-side.
+and open it: stories and chat stream with temperature / top-k / top-p, 4-bit, 8-bit or fp32 weights (each with
+its download size), on WebGPU where the browser has it, else wasm, all client-side.
 The page loads transformers.js (pinned: TRANSFORMERS_JS) from its usual public CDN, and transformers.js fetches
 ONNX Runtime Web's wasm from there too. `--offline` copies both into OUT_DIR/runtime/ instead, so the page fetches
 nothing from elsewhere; they come from an npm install of @huggingface/transformers: `--npm DIR` (a folder holding
@@ -63,6 +64,18 @@ def runtime_files(npm_dir: str) -> dict[str, str]:
             **{name: os.path.join(ort, "dist", name) for name in WASM.values()}}
 
 
+def weight_options(onnx_dir: str) -> str:
+    """The page's weights choices, smallest download first, each with its size; 8-bit selected."""
+    options = []
+    for dtype, file, label in (("q4", "model_q4.onnx", "4-bit"), ("q8", "model_quantized.onnx", "8-bit"),
+                               ("fp32", "model.onnx", "fp32")):
+        if os.path.exists(os.path.join(onnx_dir, file)):
+            size = os.path.getsize(os.path.join(onnx_dir, file)) / 1e6
+            selected = " selected" if dtype == "q8" else ""
+            options.append(f'<option value="{dtype}"{selected}>{label}, {size:.1f} MB</option>')
+    return "".join(options)
+
+
 def write_page(folder: str, model, name: str, runtime: dict[str, str] | None) -> None:
     """index.html and app.js into the ONNX folder `folder` of `model`; with `runtime`, the runtime's files copied
     into folder/runtime/ and used from there."""
@@ -79,6 +92,7 @@ def write_page(folder: str, model, name: str, runtime: dict[str, str] | None) ->
             "{{TEMPERATURE}}": str(generation.temperature or 0.8), "{{TOP_K}}": str(generation.top_k or 40),
             "{{TOP_P}}": str(generation.top_p or 0.95),
             "{{MAX_NEW_TOKENS}}": str(min(generation.max_new_tokens or 200, context - 1)),
+            "{{WEIGHTS}}": weight_options(os.path.join(folder, "onnx")),
             "{{RUNTIME}}": "./runtime/transformers.min.js" if runtime else CDN,
             "{{PAGE}}": json.dumps({"bos": bos, "wasm": {k: f"./runtime/{v}" for k, v in WASM.items()} if runtime
                                     else None})}
@@ -92,13 +106,13 @@ def write_page(folder: str, model, name: str, runtime: dict[str, str] | None) ->
 
 
 def web_folder(model_dir: str, out_dir: str, offline: bool = False, npm_dir: str | None = None, log=print) -> dict:
-    """The ONNX folder of `model_dir` (fp32 and 8-bit) with the page, at `out_dir`; returns the ONNX check's
-    figures."""
+    """The ONNX folder of `model_dir` (fp32, 8-bit and 4-bit) with the page, at `out_dir`; returns the ONNX
+    check's figures."""
     for file in ("index.html", "app.js"):  # before the export's minutes, not after
         shipped(os.path.join(PAGE, file))
     runtime = runtime_files(npm_dir or npm_install()) if offline else None
     name = os.path.basename(os.path.abspath(model_dir))
-    report = onnx_folder(model_dir, out_dir, quantize="q8", log=log,
+    report = onnx_folder(model_dir, out_dir, quantize=["q4", "q8"], log=log,
                          also=lambda folder, model: write_page(folder, model, name, runtime))
     log(f"serve it: python -m http.server -d {out_dir} 8000   then open http://127.0.0.1:8000/")
     return report

@@ -9,15 +9,16 @@ from ..presets import format_count
 
 EXPORTS = [  # the card's "Run it elsewhere" table
     ("format", "for", "command"),
-    ("ONNX (fp32, 8-bit)", "ONNX Runtime, transformers.js",
-     "`tinylm export onnx MODEL OUT --quantize q8`"),
+    ("ONNX (fp32, 8-bit, 4-bit)", "ONNX Runtime, transformers.js",
+     "`tinylm export onnx MODEL OUT --quantize q8 --quantize q4`"),
     ("web page", "any browser, no server", "`tinylm export web MODEL OUT [--offline]`"),
-    ("GGUF (f32, f16, q8_0)", "llama.cpp (`llama-cli -m OUT.gguf`)",
-     "`tinylm export gguf MODEL OUT.gguf`"),
+    ("GGUF (f32, f16, q8_0, q4_0)", "llama.cpp (`llama-cli -m OUT.gguf`)",
+     "`tinylm export gguf MODEL OUT.gguf --type q4_0`"),
 ]
 
 
-def _table(rows: list[tuple]) -> str:
+def markdown_table(rows: list[tuple]) -> str:
+    """A header row and body rows as a Markdown table."""
     header, *body = rows
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in body]
@@ -42,7 +43,8 @@ def model_card(*, name: str, summary: str, config, n_params: int, datasets: list
                      f"conversion to stock {target}, which this model cannot take: {'; '.join(blockers)}.")
     else:
         elsewhere = (f"## Run it elsewhere\n\nThe same model, exported as stock {target} and checked against PyTorch "
-                     "(`pip install 'tinylm-hf[export]'`; MODEL: a local copy of this folder):\n\n" + _table(EXPORTS))
+                     "(`pip install 'tinylm-hf[export]'`; MODEL: a local copy of this folder):\n\n"
+                     + markdown_table(EXPORTS))
     sections = [
         f"# {name}", summary, f"**Model:** {shape}.",
         "## Use it\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
@@ -51,11 +53,11 @@ def model_card(*, name: str, summary: str, config, n_params: int, datasets: list
         "ids = tokenizer(tokenizer.bos_token + \"Once upon a time\", return_tensors=\"pt\").input_ids\n"
         "print(tokenizer.decode(model.generate(ids, max_new_tokens=100)[0], skip_special_tokens=True))\n```",
         elsewhere,
-        "## Evaluation\n\n" + _table([("metric", "value")] + [(k, v) for k, v in metrics.items()]),
+        "## Evaluation\n\n" + markdown_table([("metric", "value")] + [(k, v) for k, v in metrics.items()]),
         extra_sections,
-        "## Training hyperparameters\n\n" + _table([("hyperparameter", "value")] +
-                                                    [(k, json.dumps(v) if isinstance(v, dict) else v)
-                                                     for k, v in hyperparameters.items()]),
+        "## Training hyperparameters\n\n" + markdown_table([("hyperparameter", "value")] +
+                                                          [(k, json.dumps(v) if isinstance(v, dict) else v)
+                                                           for k, v in hyperparameters.items()]),
     ]
     if plot:
         sections.append(f"## Loss curve\n\n![loss curve]({plot})")

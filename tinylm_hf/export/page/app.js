@@ -25,15 +25,29 @@ for (const id of ["temperature", "top_k", "top_p", "max_new_tokens"]) {  // each
   show();
 }
 
-async function load(weights) {  // "q8" or "fp32": onnx/model_quantized.onnx or onnx/model.onnx
+// WebGPU where the browser has a GPU adapter, else ONNX Runtime's wasm build (the one the tests run: headless
+// Chromium has no adapter); a model WebGPU cannot take is loaded on wasm.
+const gpu = "gpu" in navigator ? await navigator.gpu.requestAdapter().catch(() => null) : null;
+let device = gpu ? "webgpu" : "wasm";
+
+// "q4", "q8" or "fp32": onnx/model_q4.onnx, onnx/model_quantized.onnx or onnx/model.onnx. transformers.js keeps the
+// files in the browser's Cache API: the next visit loads them from there.
+async function load(weights) {
   if (loadedWeights === weights) return;
-  status(`loading the model (${weights === "q8" ? "8-bit" : "fp32"} weights)…`);
+  status(`loading the model (${$("weights").selectedOptions[0].textContent} weights, ${device})…`);
   const started = performance.now();
   tokenizer ??= await AutoTokenizer.from_pretrained(".");
-  model = await AutoModelForCausalLM.from_pretrained(".", { dtype: weights, device: "wasm" });
+  try {
+    model = await AutoModelForCausalLM.from_pretrained(".", { dtype: weights, device });
+  } catch (error) {
+    if (device === "wasm") throw error;
+    console.warn(`WebGPU could not load the model (${error}): using wasm`);
+    device = "wasm";
+    model = await AutoModelForCausalLM.from_pretrained(".", { dtype: weights, device });
+  }
   loadedWeights = weights;
   if (!tokenizer.chat_template) $("chat-mode").style.display = "none";
-  status(`ready (loaded in ${((performance.now() - started) / 1000).toFixed(1)} s)`);
+  status(`ready (loaded in ${((performance.now() - started) / 1000).toFixed(1)} s, ${device})`);
 }
 
 function span(text, className) {
