@@ -3,7 +3,8 @@
 the first token) and what each format loses (bits per byte, KL divergence from our fp32 model's next-token
 distribution, top-1 agreement: `tinylm_hf.export.check`, forced decoding on validation stories), in PyTorch
 `generate()`, in ONNX Runtime (the exported fp32, 8-bit and 4-bit graphs, with their KV cache) and in llama.cpp (the
-GGUF files, f32, q8_0 and q4_0, through node-llama-cpp's prebuilt binaries: js/), with the file sizes. The fp32
+GGUF files, f32, q8_0 and q4_0, through node-llama-cpp's prebuilt binaries: js/) and in ExecuTorch (fp32 and
+8da4w .pte files, its Python runtime, when `tinylm-hf[executorch]` is installed), with the file sizes. The fp32
 graph must produce PyTorch's tokens (checked); the others may differ where two tokens are close.
 
     python benchmarks/runtimes.py --model outputs/quickstart [--new_tokens 200] [--quick]
@@ -11,6 +12,7 @@ graph must produce PyTorch's tokens (checked); the others may differ where two t
 """
 
 import argparse
+import importlib.util
 import os
 import shutil
 import sys
@@ -24,6 +26,7 @@ from benchmarks.common import (JS, add_results_argument, llama_cpp, llama_cpp_lo
                                save_preset)
 from tinylm_hf.export.check import (compare, onnx_greedy, onnx_log_probs, read_stories, torch_greedy,  # noqa: E402
                                     torch_log_probs, windows)
+from tinylm_hf.export.executorch import executorch_folder, load_method, pte_greedy, pte_log_probs  # noqa: E402
 from tinylm_hf.export.gguf import write_gguf  # noqa: E402
 from tinylm_hf.export.onnx import onnx_folder  # noqa: E402
 from tinylm_hf.loading import load_model  # noqa: E402
@@ -105,6 +108,19 @@ def main():
                 log_probs[name] = llama_cpp_log_probs(path, batches)
         else:
             print("llama.cpp left out: needs Node.js and (cd js && npm install --ignore-scripts --omit=optional)")
+        if importlib.util.find_spec("executorch"):
+            for quantize in (None, "8da4w"):
+                name = f"ExecuTorch {'8da4w' if quantize else 'fp32'}.pte"
+                out = os.path.join(tmp, f"pte-{quantize or 'fp32'}")
+                executorch_folder(folder, out, quantize, log=lambda *_: None)
+                method = load_method(os.path.join(out, "model.pte"))
+                runners[name] = lambda m=method: pte_greedy(m, prompt, new_tokens)
+                runners[name]()  # warm up
+                tokens[name], first, rest = min((runners[name]() for _ in range(repeats)), key=lambda r: r[2])
+                best[name], sizes[name] = (first, rest), os.path.getsize(os.path.join(out, "model.pte"))
+                log_probs[name] = lambda w, m=method: pte_log_probs(m, w)
+        else:
+            print("ExecuTorch left out: pip install 'tinylm-hf[executorch]'")
         quality = {name: compare(log_probs["PyTorch generate()"], lp, batches, n_bytes)
                    for name, lp in log_probs.items()}
     reference = tokens["PyTorch generate()"]

@@ -141,5 +141,5 @@ def test_gguf_errors_are_one_line(random_model_dirs, tmp_path):
 def test_the_model_card_lists_the_exported_formats(tiny_model_dir):
     card = (tiny_model_dir / "README.md").read_text()
     for command in ("export onnx MODEL OUT --quantize q8 --quantize q4", "export web MODEL OUT",
-                    "export gguf MODEL OUT.gguf --type q4_0"):
+                    "export gguf MODEL OUT.gguf --type q4_0", "export executorch MODEL OUT --quantize 8da4w"):
         assert f"tinylm {command}" in card

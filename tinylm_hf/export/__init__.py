@@ -3,5 +3,6 @@
     tinylm export onnx MODEL_DIR OUT_DIR [--quantize q8|q4]    ONNX Runtime, transformers.js (onnx.py)
     tinylm export web MODEL_DIR OUT_DIR [--offline]             a static page on transformers.js (web.py)
     tinylm export gguf MODEL_DIR OUT.gguf [--type q8_0|q4_0]    llama.cpp (gguf.py)
-    tinylm export check MODEL_DIR ONNX_DIR                      what each format loses against the model (check.py)
+    tinylm export executorch MODEL_DIR OUT_DIR [--quantize 8da4w]  ExecuTorch, for phones (executorch.py)
+    tinylm export check MODEL_DIR EXPORTED                      what each format loses against the model (check.py)
 """

@@ -7,17 +7,17 @@ from ..hub import local_folder
 from . import __doc__ as DOC
 
 
-def needs(*modules: str) -> None:
+def needs(*modules: str, extra: str = "export") -> None:
     """A one-line error naming the extra to install when a module an export uses is missing."""
     for module in modules:
         try:
             __import__(module)
         except ImportError:
-            raise UserError(f"export needs {module}: pip install 'tinylm-hf[export]'") from None
+            raise UserError(f"export needs {module}: pip install 'tinylm-hf[{extra}]'") from None
 
 
 def checked(model: str, folder: str) -> None:
-    """An export's check (check.py), printed and written into the folder's model card."""
+    """An export's check (check.py), printed and written into the folder's README (its model card)."""
     from .check import check, table, write_card
 
     rows, on = check(model, folder)
@@ -41,13 +41,16 @@ def main(argv: list[str]) -> None:
     gguf = formats.add_parser("gguf", help="one GGUF file for llama.cpp")
     gguf.add_argument("--type", default="f16", choices=["f32", "f16", "q8_0", "q4_0"], dest="kind",
                       help="how the matrices are stored (default: %(default)s; norms and biases stay f32)")
+    pte = formats.add_parser("executorch", help="one .pte file for ExecuTorch (Android, iOS), with the tokenizer")
+    pte.add_argument("--quantize", choices=["8da4w"], help="8-bit dynamic activations, 4-bit weights (groups of 32)")
     check = formats.add_parser("check", help="how much an export loses: bits per byte, KL divergence and top-1 "
                                "agreement against the fp32 model on validation text, size, speed")
     check.add_argument("--text", help="a text file to check on (default: the TinyStories validation stories in the "
                        "package)")
     check.add_argument("--max_bytes", type=int, default=20_000, help="how much of it (default: %(default)s bytes)")
     for sub, out in ((onnx, "folder to write"), (web, "folder to write"), (gguf, "the .gguf file to write"),
-                     (check, "the export to check: an ONNX folder or an .onnx file")):
+                     (pte, "folder to write (model.pte, the tokenizer, a README)"),
+                     (check, "the export to check: an ONNX or ExecuTorch folder, an .onnx or .pte file")):
         sub.add_argument("model", help="model folder or Hub id (tinylm, or stock llama / qwen3 / gpt2)")
         sub.add_argument("out", help=out)
         sub.add_argument("--revision", help="Hub revision (branch, tag or commit) of a Hub id to pin")
@@ -70,6 +73,12 @@ def main(argv: list[str]) -> None:
         from .gguf import write_gguf
 
         write_gguf(args.model, args.out, args.kind)
+    elif args.format == "executorch":
+        needs("executorch", "torchao", extra="executorch")
+        from .executorch import executorch_folder
+
+        executorch_folder(args.model, args.out, args.quantize)
+        checked(args.model, args.out)
     elif args.format == "check":
         needs("onnxruntime")
         from .check import check, table

@@ -2,7 +2,8 @@
 
     tinylm export check MODEL_DIR EXPORTED [--text FILE] [--max_bytes N]
 
-EXPORTED is an ONNX folder (each of its onnx/*.onnx: fp32, q8, q4) or one .onnx file. The text (the TinyStories
+EXPORTED is an ONNX folder (each of its onnx/*.onnx: fp32, q8, q4), an ExecuTorch folder (its model.pte), or one
+.onnx or .pte file. The text (the TinyStories
 validation stories shipped in the package unless --text; a story per `<|endoftext|>` line) is cut into windows of
 the model's context, each story after the end-of-text token as in training, and every format predicts every next
 token of the same ids (forced decoding, so one early difference does not change what the rest is scored on). A row
@@ -135,27 +136,43 @@ def rate(greedy, repeats: int = 3) -> float:
     return (NEW_TOKENS - 1) / min(greedy()[2] for _ in range(repeats))
 
 
-def onnx_files(exported: str) -> list[str]:
-    if os.path.isfile(exported) and exported.endswith(".onnx"):
+def exported_files(exported: str) -> list[str]:
+    """The graphs to check: an .onnx or .pte file, or those in an ONNX folder (onnx/*.onnx) or ExecuTorch folder."""
+    if os.path.isfile(exported) and exported.endswith((".onnx", ".pte")):
         return [exported]
-    folder = os.path.join(exported, "onnx")
-    if os.path.isdir(folder):
-        files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".onnx"))
-        if files:
-            return files
+    files = []
+    for folder, ext in ((os.path.join(exported, "onnx"), ".onnx"), (exported, ".pte")):
+        if os.path.isdir(folder):
+            files += sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(ext))
+    if files:
+        return files
     if exported.endswith(".gguf"):
         raise UserError(f"{exported}: GGUF files are checked by llama.cpp itself: python benchmarks/runtimes.py "
                         f"--model MODEL_DIR (from a clone, with Node.js and js/ installed)")
-    raise UserError(f"{exported} is neither an ONNX folder (tinylm export onnx) nor an .onnx file")
+    raise UserError(f"{exported} is neither an ONNX or ExecuTorch folder (tinylm export onnx / executorch) nor an "
+                    f".onnx or .pte file")
+
+
+def runner(path: str, config):
+    """(name, window -> log-probabilities, (prompt, n) -> greedy (tokens, first, rest)) of one exported file."""
+    if path.endswith(".pte"):
+        from .executorch import load_method, pte_greedy, pte_log_probs
+
+        method = load_method(path)
+        return (f"ExecuTorch {os.path.basename(path)}", lambda w: pte_log_probs(method, w),
+                lambda prompt, n: pte_greedy(method, prompt, n))
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return (f"ONNX Runtime {os.path.basename(path)}", lambda w: onnx_log_probs(session, config, w),
+            lambda prompt, n: onnx_greedy(session, config, prompt, n))
 
 
 def check(model_dir: str, exported: str, text: str | None = None, max_bytes: int = MAX_BYTES,
           log=print) -> tuple[list[dict], str]:
-    """The rows described in the module's docstring (the fp32 PyTorch model first, then each ONNX graph), and what
-    they were measured on."""
-    import onnxruntime
-
-    files = onnx_files(exported)
+    """The rows described in the module's docstring (the fp32 PyTorch model first, then each exported graph), and
+    what they were measured on."""
+    files = exported_files(exported)
     model = load_model(model_dir).eval()
     tokenizer = load_tokenizer(model_dir)
     batches, n_bytes = windows(tokenizer, read_stories(text, max_bytes), model.config.max_position_embeddings)
@@ -176,11 +193,10 @@ def check(model_dir: str, exported: str, text: str | None = None, max_bytes: int
              "new tokens/s": rate(lambda: torch_greedy(model, prompt, NEW_TOKENS))}]
     config = model.config  # the cache's shape (the stock config of an export has the same)
     for path in files:
-        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-        figures = compare(reference, lambda w: onnx_log_probs(session, config, w), batches, n_bytes)
-        rows.append({"format": f"ONNX Runtime {os.path.basename(path)}", "file": os.path.basename(path),
-                     "MB": os.path.getsize(path) / 1e6, **figures,
-                     "new tokens/s": rate(lambda: onnx_greedy(session, config, prompt, NEW_TOKENS))})
+        name, log_probs, greedy = runner(path, config)
+        rows.append({"format": name, "file": os.path.basename(path), "MB": os.path.getsize(path) / 1e6,
+                     **compare(reference, log_probs, batches, n_bytes),
+                     "new tokens/s": rate(lambda: greedy(prompt, NEW_TOKENS))})
     for row in rows:
         row["x bpb"] = row["bpb"] / rows[0]["bpb"]
     on = f"{n_bytes:,} bytes of {os.path.basename(text) if text else 'TinyStories validation stories'}"
@@ -216,7 +232,16 @@ exported it):
 
 
 def write_card(out_dir: str, rows: list[dict], on: str) -> None:
-    """README.md of an ONNX folder: how to load it and its check's table."""
+    """README.md of an ONNX folder: how to load it and its check's table; an ExecuTorch folder's README (written
+    with it) gets the table added."""
+    if any(row["format"].startswith("ExecuTorch") for row in rows):
+        path = os.path.join(out_dir, "README.md")
+        with open(path) as f:
+            text = f.read().split("\n## What it loses")[0]
+        with written_whole(path) as tmp, open(tmp, "w") as f:
+            f.write(f"{text}\n## What it loses\n\nAgainst the fp32 PyTorch model (`tinylm export check`: forced "
+                    f"decoding on {on}):\n\n{table(rows)}\n")
+        return
     files = {row["format"].split()[-1] for row in rows}
     dtypes = [d for d, f in (("q4", "model_q4.onnx"), ("q8", "model_quantized.onnx"), ("fp32", "model.onnx"))
               if f in files]

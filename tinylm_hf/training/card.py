@@ -14,6 +14,8 @@ EXPORTS = [  # the card's "Run it elsewhere" table
     ("web page", "any browser, no server", "`tinylm export web MODEL OUT [--offline]`"),
     ("GGUF (f32, f16, q8_0, q4_0)", "llama.cpp (`llama-cli -m OUT.gguf`)",
      "`tinylm export gguf MODEL OUT.gguf --type q4_0`"),
+    ("ExecuTorch .pte (fp32, 8da4w)", "Android, iOS (ExecuTorch's LLM runner)",
+     "`tinylm export executorch MODEL OUT --quantize 8da4w`"),
 ]
 
 
