@@ -24,8 +24,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import (JS, add_results_argument, llama_cpp, llama_cpp_log_probs, report,  # noqa: E402
                                save_preset)
-from tinylm_hf.export.check import (compare, onnx_greedy, onnx_log_probs, read_stories, torch_greedy,  # noqa: E402
-                                    torch_log_probs, windows)
+from tinylm_hf.export.check import (compare, model_log_probs, onnx_greedy, onnx_log_probs,  # noqa: E402
+                                    read_stories, torch_greedy, windows)
 from tinylm_hf.export.executorch import executorch_folder, load_method, pte_greedy, pte_log_probs  # noqa: E402
 from tinylm_hf.export.gguf import write_gguf  # noqa: E402
 from tinylm_hf.export.onnx import onnx_folder  # noqa: E402
@@ -90,9 +90,20 @@ def main():
                  **{f"ONNX Runtime {name}": size for name, size in export["files"].items()}}
         batches, n_bytes = windows(tokenizer, read_stories(a.text, 3_000 if a.quick else a.max_bytes),
                                    model.config.max_position_embeddings)
-        log_probs = {"PyTorch generate()": lambda w: torch_log_probs(model, w),
+        log_probs = {"PyTorch generate()": model_log_probs(model, batches),
                      **{f"ONNX Runtime {name}": (lambda w, s=s: onnx_log_probs(s, model.config, w))
                         for name, s in sessions.items()}}
+        if importlib.util.find_spec("executorch"):
+            for quantize in (None, "8da4w"):
+                name = f"ExecuTorch {'8da4w' if quantize else 'fp32'}.pte"
+                path = os.path.join(tmp, f"pte-{quantize or 'fp32'}", "model.pte")
+                executorch_folder(folder, os.path.dirname(path), quantize, log=lambda *_: None)
+                method = load_method(path)
+                runners[name] = lambda m=method: pte_greedy(m, prompt, new_tokens)
+                sizes[name] = os.path.getsize(path)
+                log_probs[name] = lambda w, m=method: pte_log_probs(m, w)
+        else:
+            print("ExecuTorch left out: pip install 'tinylm-hf[executorch]'")
         best = {name: (float("inf"), float("inf")) for name in runners}
         tokens = {}
         for name, run in runners.items():
@@ -108,19 +119,6 @@ def main():
                 log_probs[name] = llama_cpp_log_probs(path, batches)
         else:
             print("llama.cpp left out: needs Node.js and (cd js && npm install --ignore-scripts --omit=optional)")
-        if importlib.util.find_spec("executorch"):
-            for quantize in (None, "8da4w"):
-                name = f"ExecuTorch {'8da4w' if quantize else 'fp32'}.pte"
-                out = os.path.join(tmp, f"pte-{quantize or 'fp32'}")
-                executorch_folder(folder, out, quantize, log=lambda *_: None)
-                method = load_method(os.path.join(out, "model.pte"))
-                runners[name] = lambda m=method: pte_greedy(m, prompt, new_tokens)
-                runners[name]()  # warm up
-                tokens[name], first, rest = min((runners[name]() for _ in range(repeats)), key=lambda r: r[2])
-                best[name], sizes[name] = (first, rest), os.path.getsize(os.path.join(out, "model.pte"))
-                log_probs[name] = lambda w, m=method: pte_log_probs(m, w)
-        else:
-            print("ExecuTorch left out: pip install 'tinylm-hf[executorch]'")
         quality = {name: compare(log_probs["PyTorch generate()"], lp, batches, n_bytes)
                    for name, lp in log_probs.items()}
     reference = tokens["PyTorch generate()"]

@@ -7,7 +7,7 @@ import torch
 
 from benchmarks.common import llama_cpp, llama_cpp_log_probs
 from tinylm_hf.configuration_tinylm import TinyLMConfig
-from tinylm_hf.export.check import compare, read_stories, torch_log_probs, windows
+from tinylm_hf.export.check import compare, model_log_probs, read_stories, windows
 from tinylm_hf.export.gguf import llama_rows, write_gguf
 from tinylm_hf.modeling_tinylm import TinyLMForCausalLM
 from tinylm_hf.tokenizer import load_tokenizer
@@ -90,12 +90,12 @@ def test_llama_cpp_reads_real_text_as_the_model_does_and_q4_0_loses_a_little(tin
     model = TinyLMForCausalLM.from_pretrained(tiny_model_dir).eval()
     batches, n_bytes = windows(load_tokenizer(str(tiny_model_dir)), read_stories(None, 3_000),
                                model.config.max_position_embeddings)
-    reference = {tuple(w): torch_log_probs(model, w) for w in batches}
+    reference = model_log_probs(model, batches)
     rows = {}
     for kind in ("f32", "q8_0", "q4_0"):
         path = tmp_path / f"model-{kind}.gguf"
         report = write_gguf(str(tiny_model_dir), str(path), kind)
-        rows[kind] = compare(lambda w: reference[tuple(w)], llama_cpp_log_probs(str(path), batches), batches, n_bytes)
+        rows[kind] = compare(reference, llama_cpp_log_probs(str(path), batches), batches, n_bytes)
     assert rows["f32"]["kl"] < 1e-5 and rows["f32"]["top1"] > 0.99, rows
     assert rows["f32"]["kl"] < rows["q8_0"]["kl"] < rows["q4_0"]["kl"] < 0.2 and rows["q4_0"]["top1"] > 0.8, rows
     assert report["tensor_types"]["Q4_0"] > 0 and report["f16_instead"] == []

@@ -73,6 +73,13 @@ def torch_log_probs(model, window: list[int]) -> np.ndarray:
     return torch.log_softmax(logits, -1).numpy()
 
 
+def model_log_probs(model, batches: list[list[int]]):
+    """window -> `torch_log_probs` of the model, each window of `batches` computed once (the reference every format
+    is compared with)."""
+    table = {tuple(window): torch_log_probs(model, window) for window in batches}
+    return lambda window: table[tuple(window)]
+
+
 def onnx_log_probs(session, config, window: list[int]) -> np.ndarray:
     logits, _ = run_onnx(session, np.array([window]), None, config)
     logits = torch.from_numpy(logits[0, :-1]).double()
@@ -178,23 +185,15 @@ def check(model_dir: str, exported: str, text: str | None = None, max_bytes: int
     batches, n_bytes = windows(tokenizer, read_stories(text, max_bytes), model.config.max_position_embeddings)
     log(f"checking on {n_bytes:,} bytes of text ({sum(len(w) - 1 for w in batches):,} tokens in {len(batches)} "
         f"windows)")
-    cache = {}
-
-    def reference(window):  # the model's, computed once a window
-        key = tuple(window)
-        if key not in cache:
-            cache[key] = torch_log_probs(model, window)
-        return cache[key]
-
+    reference = model_log_probs(model, batches)
     prompt = batches[0][:8]
-    rows = [{"format": "PyTorch fp32", "file": "model.safetensors",
-             "MB": os.path.getsize(os.path.join(model_dir, "model.safetensors")) / 1e6,
+    rows = [{"format": "PyTorch fp32", "MB": os.path.getsize(os.path.join(model_dir, "model.safetensors")) / 1e6,
              **compare(reference, reference, batches, n_bytes),
              "new tokens/s": rate(lambda: torch_greedy(model, prompt, NEW_TOKENS))}]
     config = model.config  # the cache's shape (the stock config of an export has the same)
     for path in files:
         name, log_probs, greedy = runner(path, config)
-        rows.append({"format": name, "file": os.path.basename(path), "MB": os.path.getsize(path) / 1e6,
+        rows.append({"format": name, "MB": os.path.getsize(path) / 1e6,
                      **compare(reference, log_probs, batches, n_bytes),
                      "new tokens/s": rate(lambda: greedy(prompt, NEW_TOKENS))})
     for row in rows:

@@ -102,8 +102,12 @@ def executorch_folder(model_dir: str, out_dir: str, quantize: str | None = None,
     if quantize not in (None, *QUANTIZE):
         raise UserError(f"--quantize {quantize!r}: the one ExecuTorch quantization offered is 8da4w")
     model = stock_model(model_dir).eval().requires_grad_(False)
-    reference = stock_model(model_dir).eval()
     tokenizer = load_tokenizer(model_dir, add_chat_template=False)
+    text = "Once upon a time, there was a little dog named Max. Max liked to play."
+    ids = tokenizer(tokenizer.bos_token + text, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():  # before quantizing: the export is checked against the model as trained
+        expected = model(torch.tensor([ids])).logits[0].numpy()
+    parameters = model.num_parameters()
     context = model.config.max_position_embeddings
     eos_ids = model.generation_config.eos_token_id
     eos = sorted({tokenizer.eos_token_id, *(eos_ids if isinstance(eos_ids, list) else [eos_ids])} - {None})
@@ -113,7 +117,7 @@ def executorch_folder(model_dir: str, out_dir: str, quantize: str | None = None,
                 "enable_dynamic_shape": True}
     if quantize:
         quantize_8da4w(model)
-    log(f"exporting {model.config.model_type} ({reference.num_parameters():,} parameters) to ExecuTorch"
+    log(f"exporting {model.config.model_type} ({parameters:,} parameters) to ExecuTorch"
         f"{' with 8-bit activations and 4-bit weights' if quantize else ''} (XNNPACK; this takes a minute)")
     buffer = to_pte(model, context, metadata)
     with written_whole(out_dir, folder=True) as tmp:
@@ -124,10 +128,6 @@ def executorch_folder(model_dir: str, out_dir: str, quantize: str | None = None,
             f.write(README.format(name=os.path.basename(os.path.abspath(out_dir)), context=context,
                                   vocab=model.config.vocab_size, bos=tokenizer.bos_token_id, eos=eos,
                                   weights="8-bit dynamic activations, 4-bit weights" if quantize else "fp32"))
-    text = "Once upon a time, there was a little dog named Max. Max liked to play."
-    ids = tokenizer(tokenizer.bos_token + text, add_special_tokens=False)["input_ids"]
-    with torch.no_grad():
-        expected = reference(torch.tensor([ids])).logits[0].numpy()
     got = run_pte(load_method(os.path.join(out_dir, "model.pte")), ids, 0)
     report = {"bytes": len(buffer), "max_abs_diff": float(np.abs(got - expected).max())}
     log(f"wrote {out_dir} (model.pte {report['bytes'] / 1e6:.1f} MB); ExecuTorch vs PyTorch: largest logit "

@@ -190,7 +190,7 @@ def quantize_q4(src: str, dst: str) -> list[str]:
         for name in tied:
             tied_embedding(proto, name)
         onnx.save(proto, tmp)
-    return float_weights(onnx.load(dst))
+    return float_weights(proto)
 
 
 def tied_embedding(proto, gather_name: str) -> None:
@@ -204,7 +204,7 @@ def tied_embedding(proto, gather_name: str) -> None:
     packed, scales = f"{table}.transposed_Q4", f"{table}.transposed_scales"
     inits = {i.name: i for i in proto.graph.initializer}
     rows, blocks, _ = inits[packed].dims
-    hidden = next(d for d in inits[table].dims if d != rows) if table in inits else blocks * Q4_BLOCK
+    hidden = inits[table].dims[1]  # the embedding is (vocabulary, hidden); the packed rows are padded to blocks
     scale = numpy_helper.to_array(inits[scales]).reshape(rows, blocks)
     p = f"{gather_name}.q4"
     consts = {f"{p}.scales": scale, f"{p}.15": np.array(15, np.uint8), f"{p}.4": np.array(4, np.uint8),
