@@ -30,11 +30,12 @@ def table(name: str, results_dir: str = RESULTS) -> str:
         result = json.load(f)
     rows = result.pop("rows")
     machine = result.pop("machine")
+    command = result.pop("command", f"python benchmarks/{name}.py")  # a run kept under a name of its own
     columns = list(dict.fromkeys(c for r in rows for c in r))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
     settings = "; ".join(f"{k}: {cell(v)}" for k, v in result.items() if not isinstance(v, dict))
-    lines += ["", f"*`python benchmarks/{name}.py` on {machine['device']}, torch {machine['torch']}"
+    lines += ["", f"*`{command}` on {machine['device']}, torch {machine['torch']}"
                   + (f"; {settings}" if settings else "") + f" (`benchmarks/results/{name}.json`)*"]
     return "\n".join(lines)
 

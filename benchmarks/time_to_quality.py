@@ -9,6 +9,9 @@ tokenizer, measured the same way (validation loss and bits per byte on held-out 
                                                            # a lever: ours as well with other flags, fewer peers
     python benchmarks/time_to_quality.py --minutes 4 --lever "--tokenizer_type bytes" --lever "--vocab_size 2048" ...
                                                            # a tokenizer lever: that run trains its own, in its time
+    python benchmarks/time_to_quality.py --minutes 10 --peers --lever "--preset megabyte-quickstart" \
+        --lever "--tokenizer_type bytes"                   # MEGABYTE, the plain byte transformer and the BPE
+                                                           # default in one run, no stock peers
 
 Data: the TinyStories sample shipped in the package (`--dataset tinystories-sample`: the first 2 MiB of
 `TinyStories-train.txt`, validated on the first 1,000 stories of `TinyStories-valid.txt`; `--train` / `--valid` for
@@ -48,6 +51,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks.common import add_results_argument, report  # noqa: E402
 from tinylm_hf.data.sources import SAMPLE_FILES  # noqa: E402
+from tinylm_hf.presets import is_megabyte  # noqa: E402
 
 STOCK = ("LlamaForCausalLM", "GPT2LMHeadModel")
 STOCK_RECIPE = ["--optimizer", "adamw", "--learning_rate", "3e-3", "--adam_beta2", "0.95", "--weight_decay", "0.1",
@@ -119,9 +123,10 @@ def train_stock(name: str, compiled: bool, minutes: float, tokenizer_dir: str, t
         json.dump({"steps": trainer.state.global_step}, f)
 
 
-def score(folder: str, token_dir: str) -> tuple[float, float, int]:
-    """Validation loss (nats per token) over every full window of the validation file, bits per byte, and the
-    model's number of parameters."""
+def score(folder: str, token_dir: str) -> tuple[float, float, int, int]:
+    """Validation loss (nats per token) over every full window of the validation file (windows of the model's
+    context: 256 tokens, or a MEGABYTE model's 1,024 bytes), bits per byte, the model's number of parameters and its
+    context."""
     from transformers import AutoModelForCausalLM
 
     import tinylm_hf  # noqa: F401 (our classes, no remote code)
@@ -129,7 +134,8 @@ def score(folder: str, token_dir: str) -> tuple[float, float, int]:
     from tinylm_hf.training.ensemble import score as score_windows
 
     model = AutoModelForCausalLM.from_pretrained(folder)
-    return *score_windows(model, TokenWindows(token_dir, "validation", BLOCK)), model.num_parameters()
+    context = model.config.max_position_embeddings
+    return *score_windows(model, TokenWindows(token_dir, "validation", context)), model.num_parameters(), context
 
 
 def compiles(name: str, command: list[str]) -> bool:
@@ -152,7 +158,8 @@ def main() -> None:
     parser.add_argument("--lever", action="append", default=[], metavar="FLAGS",
                         help="also run ours with these run_pretrain.py flags (repeatable), to measure a lever; "
                              "one flag alone as --lever=--random_windows")
-    parser.add_argument("--peers", nargs="+", choices=STOCK, default=list(STOCK), help="the stock models to run")
+    parser.add_argument("--peers", nargs="*", choices=STOCK, default=list(STOCK),
+                        help="the stock models to run (none: ours and the levers only, ratios to ours)")
     parser.add_argument("--eager_peers", action="store_true", help="leave out the compiled stock runs")
     parser.add_argument("--cold", action="store_true",
                         help="no untimed warm-up before the compiled runs: each finds torch.compile's cache as the "
@@ -164,8 +171,8 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     add_results_argument(parser)
     a = parser.parse_args()
-    if "LlamaForCausalLM" not in a.peers:
-        parser.error("--peers: keep LlamaForCausalLM, the model every ratio is taken against")
+    if a.peers and "LlamaForCausalLM" not in a.peers:
+        parser.error("--peers: keep LlamaForCausalLM, the model every ratio is taken against (or name none)")
     if a.stock:
         train_stock(a.stock, a.compiled, a.minutes, os.path.join(a.work, "tokenizer"), os.path.join(a.work, "tokens"),
                     a.out, a.max_steps)
@@ -192,7 +199,8 @@ def main() -> None:
             start = time.time()
             flags = compiled if name == "tinylm" else ""
             # a lever that changes the tokenizer trains its own (in the budget), with its own token files
-            own_tokenizer = any(flag in flags.split() for flag in ("--tokenizer_type", "--vocab_size"))
+            own_tokenizer = any(flag in flags.split() for flag in ("--tokenizer_type", "--vocab_size")) \
+                or any(is_megabyte(word) for word in flags.split())  # a byte model: the bytes tokenizer
             run_tokens = os.path.join(out, "tokens") if own_tokenizer else token_dir
             if name == "tinylm":
                 command = [os.path.join(ROOT, "run_pretrain.py"), "--dataset", a.train, "--validation_files", a.valid,
@@ -216,19 +224,22 @@ def main() -> None:
                 compiled = ", compiled;" in next(line for line in proc.stdout.splitlines() if line.startswith("model:"))
             else:
                 steps = json.load(open(os.path.join(out, "run.json")))["steps"]
-            loss, bpb, params = score(out, run_tokens)
+            loss, bpb, params, context = score(out, run_tokens)
             rows.append({"model": name, "flags": flags, "compiled": bool(compiled), "params": params, "steps": steps,
-                         "tokens": steps * BATCH * BLOCK, "seconds": round(seconds), "eval_loss": round(loss, 4),
+                         "tokens": steps * BATCH * context, "seconds": round(seconds), "eval_loss": round(loss, 4),
                          "bpb": round(bpb, 4)})
             print(f"{name} {flags}{' (compiled)' if compiled else ''}: {steps} steps in {seconds:.0f} s, "
                   f"bits per byte {bpb:.4f}", flush=True)
-    llama = min(r["bpb"] for r in rows if r["model"] == "LlamaForCausalLM")
-    for r in rows:
-        r["ratio"] = round(r["bpb"] / llama, 3)
     ours = rows[0]  # with this project's defaults
-    report("time_to_quality", rows, results_dir=a.results_dir,
-           extra={"minutes": minutes, "train": os.path.basename(a.train), "valid": os.path.basename(a.valid),
-                  "tinylm / best LlamaForCausalLM (bits per byte)": ours["ratio"], "target": 0.90})
+    llama = min((r["bpb"] for r in rows if r["model"] == "LlamaForCausalLM"), default=None)
+    for r in rows:
+        r["ratio"] = round(r["bpb"] / (llama or ours["bpb"]), 3)
+    extra = {"minutes": minutes, "train": os.path.basename(a.train), "valid": os.path.basename(a.valid)}
+    if llama:
+        extra |= {"tinylm / best LlamaForCausalLM (bits per byte)": ours["ratio"], "target": 0.90}
+    else:
+        extra |= {"ratio": "bits per byte over ours with this project's defaults (no stock peers run)"}
+    report("time_to_quality", rows, results_dir=a.results_dir, extra=extra)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,17 @@ def test_generate_throughput_pairs_each_model_with_its_stock_peer(tmp_path):
     assert len(out["ratios"]) == 8 and all(v > 0 for v in out["ratios"].values())
 
 
+def test_byte_generation_turns_tokens_into_bytes_and_characters(tmp_path):
+    out = run_benchmark("byte_generation", "--quick", results_dir=tmp_path)
+    megabyte, bpe = out["rows"]
+    assert megabyte["tokenizer"] == "bytes" and megabyte["bytes per token"] == 1.0
+    assert bpe["tokenizer"] == "bpe" and bpe["bytes per token"] > 3  # TinyStories under a 4,096-token BPE: ~4
+    assert abs(bpe["params"] - megabyte["params"]) / megabyte["params"] < 0.15  # the same size, near enough
+    for row in out["rows"]:
+        assert row["bytes/s"] == pytest.approx(row["tokens/s"] * row["bytes per token"], rel=0.01, abs=1)
+        assert 0 < row["characters/s"] <= row["bytes/s"]
+
+
 def test_inference_precision_times_both_dtypes_per_preset(tmp_path):
     out = run_benchmark("inference_precision", "--presets", "debug", "--new_tokens", "8", "--repeats", "1",
                         results_dir=tmp_path)

@@ -26,11 +26,19 @@ def default_intermediate_size(hidden_size: int, mlp: str, multiple_of: int = 32)
     return multiple_of * ((width + multiple_of - 1) // multiple_of)
 
 
+def check_special_ids(config: PreTrainedConfig) -> None:
+    """A ValueError for a beginning / end / padding token id outside the vocabulary."""
+    for field in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = getattr(config, field)
+        if value is not None and not 0 <= value < config.vocab_size:
+            raise ValueError(f"{field}={value} is outside the vocabulary (vocab_size={config.vocab_size})")
+
+
 class TinyLMConfig(PreTrainedConfig):
     model_type = "tinylm"
 
     family: str = "gpt"
-    vocab_size: int = 4096
+    vocab_size: int = 4096  # 0: no token table, the model takes inputs_embeds only (MEGABYTE's global model)
     hidden_size: int = 256
     num_hidden_layers: int = 4
     num_attention_heads: int = 8
@@ -72,7 +80,9 @@ class TinyLMConfig(PreTrainedConfig):
         for field, allowed in CHOICES.items():
             if getattr(self, field) not in allowed:
                 raise ValueError(f"{field}={getattr(self, field)!r} is not one of {allowed}")
-        for field in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+        if not isinstance(self.vocab_size, int) or self.vocab_size < 0:
+            raise ValueError(f"vocab_size={self.vocab_size!r} must be a positive integer (0: inputs_embeds only)")
+        for field in ("hidden_size", "num_hidden_layers", "num_attention_heads",
                       "num_key_value_heads", "intermediate_size", "max_position_embeddings"):
             if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
                 raise ValueError(f"{field}={getattr(self, field)!r} must be a positive integer")
@@ -93,10 +103,7 @@ class TinyLMConfig(PreTrainedConfig):
                 raise ValueError(f"{field}={getattr(self, field)} must be in [0, 1)")
         if not self.logit_softcap >= 0:
             raise ValueError(f"logit_softcap={self.logit_softcap} must be 0 (off) or a positive bound, e.g. 15")
-        for field in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            value = getattr(self, field)
-            if value is not None and not 0 <= value < self.vocab_size:
-                raise ValueError(f"{field}={value} is outside the vocabulary (vocab_size={self.vocab_size})")
+        check_special_ids(self)
 
     @property
     def head_dim(self) -> int:

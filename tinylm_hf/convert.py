@@ -16,6 +16,7 @@ import torch
 from transformers import (AutoConfig, AutoTokenizer, GenerationConfig, GPT2Config, GPT2LMHeadModel, LlamaConfig,
                           LlamaForCausalLM, PreTrainedModel, Qwen3Config, Qwen3ForCausalLM)
 
+from .configuration_megabyte import MegabyteConfig
 from .configuration_tinylm import TinyLMConfig
 from .errors import UserError, run_cli
 from .modeling_tinylm import TinyLMForCausalLM
@@ -222,10 +223,20 @@ IMPORTERS = {"llama": (LlamaForCausalLM, from_llama), "qwen3": (Qwen3ForCausalLM
              "gpt2": (GPT2LMHeadModel, from_gpt2)}
 
 
+def no_stock_architecture(model_dir: str, model_type: str) -> None:
+    """MEGABYTE (two transformers, one over patches and one inside them) is no architecture of transformers' own,
+    ONNX Runtime's exporters, llama.cpp or ExecuTorch's recipes: one line says so."""
+    if model_type == MegabyteConfig.model_type:
+        raise UserError(f"{model_dir} is a MEGABYTE model, which has no stock architecture: it cannot be converted or "
+                        f"exported (ONNX, web page, GGUF, ExecuTorch); run it with transformers "
+                        f"(AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)) or the demo")
+
+
 def stock_model(model_dir: str) -> PreTrainedModel:
     """The model of `model_dir` as the stock architecture other runtimes know: a TinyLM model through the exact
     conversion (`stock_target`: LlamaForCausalLM, Qwen3ForCausalLM or GPT2LMHeadModel); a stock one as it is."""
     model_type = AutoConfig.from_pretrained(model_dir).model_type
+    no_stock_architecture(model_dir, model_type)
     if model_type == "tinylm":
         model = TinyLMForCausalLM.from_pretrained(model_dir)
         return CONVERTERS[stock_target(model.config)](model)
@@ -238,6 +249,7 @@ def stock_model(model_dir: str) -> PreTrainedModel:
 def convert_folder(src: str, dst: str, to: str | None = None) -> str:
     """Convert the model folder `src` into `dst`: to a stock architecture (`to`), or back to TinyLM (to=None)."""
     config = AutoConfig.from_pretrained(src)
+    no_stock_architecture(src, config.model_type)
     if to is not None:
         if config.model_type != "tinylm":
             raise UserError(f"{src} holds a {config.model_type!r} model, not tinylm: use --from to import it")

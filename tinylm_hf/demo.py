@@ -103,8 +103,14 @@ class Demo:
 
     def info(self) -> str:
         c = self.model.config
+        if hasattr(c, "patch_size"):
+            g, l = c.global_config, c.local_config
+            shape = (f"patches of {c.patch_size} bytes, a global model of {g.num_hidden_layers} layers x "
+                     f"{g.hidden_size} wide and a local one of {l.num_hidden_layers} x {l.hidden_size}")
+        else:
+            shape = f"{c.num_hidden_layers} layers x {c.hidden_size} wide"
         return (f"**{self.name}**: {c.family} family, {format_count(self.model.num_parameters())} parameters, "
-                f"{c.num_hidden_layers} layers x {c.hidden_size} wide, context {c.max_position_embeddings} tokens, "
+                f"{shape}, context {c.max_position_embeddings} tokens, "
                 f"vocabulary {c.vocab_size}, {str(self.model.dtype).removeprefix('torch.')} weights; "
                 f"{'instruction-tuned (chat enabled)' if self.can_chat else 'pretrained only'}"
                 + (f"; drafted by a {format_count(self.draft.num_parameters())}-parameter model (assisted decoding)"
@@ -246,7 +252,8 @@ class Demo:
         c = self.model.config
         temperature, top_p = clamp(temperature, 0.05, 5.0, 1.0), clamp(top_p, 0.01, 1.0, 1.0)
         top_k = int(clamp(top_k, 0, c.vocab_size, 0))
-        layer, head = int(clamp(layer, 1, c.num_hidden_layers, 1)) - 1, int(clamp(head, 1, c.num_attention_heads, 1)) - 1
+        layers, heads = xray.attention_shape(c)
+        layer, head = int(clamp(layer, 1, layers, 1)) - 1, int(clamp(head, 1, heads, 1)) - 1
         with self.lock:
             model = self.model_at(step)
             before = None if compare in (None, "", "none") else xray.surprisal(self.model_at(compare), self.tokenizer, text)
@@ -255,7 +262,8 @@ class Demo:
             weights = xray.attention(model, self.tokenizer, text)
             lens = xray.logit_lens(model, self.tokenizer, text)
         drawn = following["stages"][-1]["top"]
-        return {"tokens": xray_html.tokens_html(xray.tokens(self.tokenizer, text, self.context - 1), text),
+        cut = xray.tokens(self.tokenizer, text, self.context - 1, getattr(c, "patch_size", None))
+        return {"tokens": xray_html.tokens_html(cut, text),
                 "surprisal": xray_html.surprisal_html(now, before, step or "final", compare),
                 "next": xray_html.next_token_html(following),
                 "candidates": [(f"{t['text']!r} {t['p']:.0%}", t["id"]) for t in drawn],
@@ -349,8 +357,9 @@ def xray_tab(gr, ui, demo: Demo) -> None:
     pick = gr.Radio([], label="step mode: pick a candidate to append it", elem_id="xray-pick")
     gr.Markdown(f"### Attention\n{course_line('attention')}")
     with gr.Row():
-        layer = gr.Slider(1, c.num_hidden_layers, value=1, step=1, label="layer", elem_id="xray-layer")
-        head = gr.Slider(1, c.num_attention_heads, value=1, step=1, label="head", elem_id="xray-head")
+        layers, heads = xray.attention_shape(c)
+        layer = gr.Slider(1, layers, value=1, step=1, label="layer", elem_id="xray-layer")
+        head = gr.Slider(1, heads, value=1, step=1, label="head", elem_id="xray-head")
     attention = gr.HTML(elem_id="xray-attention")
     gr.Markdown(f"### Logit lens\n{course_line('lens')}")
     lens = gr.HTML(elem_id="xray-lens")

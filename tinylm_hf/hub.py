@@ -5,8 +5,8 @@
     tinylm hub push MODEL.gguf USER/NAME-GGUF       a GGUF file, with a model card saying how to run it
     tinylm hub pull USER/NAME [DIR] [--revision REV]  a model folder from the Hub (DIR: default ./NAME)
 
-What is uploaded (HUB_FILES): the weights (model.safetensors), config.json (with auto_map), the two code files,
-the tokenizer files with the chat template, generation_config.json, the model card (README.md), its plot and
+What is uploaded (HUB_FILES): the weights (model.safetensors), config.json (with auto_map), the code files (two; four
+for MEGABYTE), the tokenizer files with the chat template, generation_config.json, the model card (README.md), its plot and
 eval_results.json; for an exported folder, its ONNX graphs and web page (the Hub's convention: ONNX weights in their
 own USER/NAME-ONNX repository, which transformers.js's pipeline("text-generation", "USER/NAME-ONNX") loads); for an
 ensemble's folder, its own files and those of its members inside it (`member-*/`). Never: checkpoints with optimizer
@@ -31,7 +31,8 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, Revi
 from .errors import UserError, hub_hint, run_cli
 
 HUB_FILES = ["config.json", "model.safetensors", "model-*.safetensors", "model.safetensors.index.json",
-             "generation_config.json", "configuration_tinylm.py", "modeling_tinylm.py", "tokenizer.json",
+             "generation_config.json", "configuration_tinylm.py", "modeling_tinylm.py", "configuration_megabyte.py",
+             "modeling_megabyte.py", "tokenizer.json",
              "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "README.md",
              "loss_curve.png", "eval_results.json", "onnx/*.onnx", "index.html", "app.js", "runtime/*", "*.gguf"]
 CHECKPOINT_FILES = ["checkpoint-*/*"]

@@ -32,10 +32,12 @@ def _piece(tokenizer, token_id: int) -> str:
     return tokenizer.decode([token_id], clean_up_tokenization_spaces=False)
 
 
-def tokens(tokenizer, text: str, context: int | None = None) -> dict:
+def tokens(tokenizer, text: str, context: int | None = None, patch_size: int | None = None) -> dict:
     """How `text` is cut into tokens: for each, its id, its piece of text (and `shown`, with whitespace visible),
     its UTF-8 byte span, `partial` when it stands for part of a character (a byte-level piece of one UTF-8
-    character; the pieces of one character share a `group`), and `in_context`: False past the model's `context`."""
+    character; the pieces of one character share a `group`), and `in_context`: False past the model's `context`.
+    With a MEGABYTE model's `patch_size`: `patch`, the patch each byte falls in (after the beginning-of-text token,
+    which opens the first patch)."""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     starts = [0]
     for c in text:  # byte offset of every character
@@ -49,7 +51,8 @@ def tokens(tokenizer, text: str, context: int | None = None) -> dict:
         previous = tuple(span) if partial else None
         out.append({"index": i, "id": token_id, "text": piece, "shown": visible(piece),
                     "bytes": (starts[span[0]], starts[span[1]]), "group": group, "partial": partial,
-                    "in_context": context is None or i < context})
+                    "in_context": context is None or i < context,
+                    **({"patch": (i + 1) // patch_size} if patch_size else {})})
     n = len(out)
     return {"tokens": out, "count": n, "bytes": len(text.encode()), "bytes_per_token": len(text.encode()) / max(n, 1),
             "context": context, "beyond_context": sum(not t["in_context"] for t in out)}
@@ -114,23 +117,58 @@ def next_token(model, tokenizer, prompt: str, temperature: float = 1.0, top_k: i
     return {"prompt_tokens": ids.shape[1], "stages": stages}
 
 
+def attention_shape(config) -> tuple[int, int]:
+    """(layers, heads) that `attention` returns: a MEGABYTE model's global layers, then its local ones."""
+    if hasattr(config, "patch_size"):
+        g, l = config.global_config, config.local_config
+        return g.num_hidden_layers + l.num_hidden_layers, max(g.num_attention_heads, l.num_attention_heads)
+    return config.num_hidden_layers, config.num_attention_heads
+
+
 @torch.no_grad()
 def attention(model, tokenizer, text: str) -> dict:
     """The attention weights for the text: a (layers, heads, T, T) tensor (row t: how token t spreads its
-    attention over tokens 0..t; every row sums to 1), and the T token pieces."""
+    attention over tokens 0..t; every row sums to 1), and the T token pieces.
+
+    A MEGABYTE model: its global layers' attention over patches (heads, N, N; `layer_tokens`: each patch's bytes),
+    then its local layers' inside each patch, drawn over the bytes (heads, T, T: a block per patch, zero between
+    patches); `layer_names` says which is which."""
     model.eval()
     ids = _ids(model, tokenizer, text)
-    weights = torch.stack(model(ids, output_attentions=True).attentions)[:, 0]  # (L, H, T, T)
-    return {"weights": weights.float(), "tokens": [_piece(tokenizer, int(t)) for t in ids[0]]}
+    pieces = [_piece(tokenizer, int(t)) for t in ids[0]]
+    out = model(ids, output_attentions=True)
+    if not hasattr(model.config, "patch_size"):
+        weights = torch.stack(out.attentions)[:, 0]  # (L, H, T, T)
+        return {"weights": weights.float(), "tokens": pieces}
+    P, T = model.config.patch_size, ids.shape[1]
+    N = T // P + 1
+    patches = ["[start]"] + ["".join(pieces[k * P:(k + 1) * P]) for k in range(N - 1)]  # patch k reads patch k - 1
+    weights, labels, names = [], [], []
+    for i, layer in enumerate(out.global_attentions, 1):  # (1, H, N, N)
+        weights.append(layer[0].float())
+        labels.append(patches)
+        names.append(f"global {i} (over patches)")
+    for i, layer in enumerate(out.local_attentions, 1):  # (N, H, P, P): place p of patch k predicts byte kP + p
+        full = torch.zeros(layer.shape[1], N * P, N * P)  # over the positions of the padded patches
+        for k in range(N):
+            full[:, k * P:(k + 1) * P, k * P:(k + 1) * P] = layer[k].float()
+        weights.append(full[:, 1:T + 1, 1:T + 1])  # as the logits: position t (byte t read) predicts byte t + 1
+        labels.append(pieces)
+        names.append(f"local {i} (inside each patch)")
+    return {"weights": weights, "tokens": pieces, "layer_tokens": labels, "layer_names": names}
 
 
 @torch.no_grad()
 def logit_lens(model, tokenizer, text: str, top: int = 3) -> dict:
     """The prediction read out after every layer: each layer's hidden state through the final norm and the head
     (the last layer's output is the model's own: its readout equals the logits). For each layer and position: the
-    top tokens, and the probability given to the model's final choice there."""
+    top tokens, and the probability given to the model's final choice there. (None for MEGABYTE: `note` says
+    why.)"""
     model.eval()
     ids = _ids(model, tokenizer, text)
+    if hasattr(model.config, "patch_size"):
+        return {"tokens": [], "final": [], "layers": [], "note": "no logit lens for MEGABYTE: its layers are in two "
+                "transformers, and only the local one's last layer reads out bytes"}
     out = model(ids, output_hidden_states=True)
     final = out.logits[0].float().argmax(-1)  # (T,): the model's final choice at each position
     norm, head = model.model.norm, model.get_output_embeddings()

@@ -22,19 +22,23 @@ def _rgba(rgb: tuple, strength: float) -> str:
 
 def tokens_html(cut: dict, text: str) -> str:
     """The tokens of a text (`xray.tokens`): coloured spans (the byte pieces of one character share a colour and a
-    dotted underline), the id and byte span in each tooltip, the context limit drawn as a red bar."""
+    dotted underline), the id and byte span in each tooltip, the context limit drawn as a red bar; a MEGABYTE model's
+    patch boundaries as grey bars."""
     raw = text.encode()
     spans = []
     for t in cut["tokens"]:
         if cut["context"] is not None and t["index"] == cut["context"]:
             spans.append(f"<span style='border-left:3px solid #dc2626;padding-left:4px;color:#dc2626'>"
                          f"context ends ({cut['context']} tokens) </span>")
+        elif t["index"] and "patch" in t and t["patch"] != cut["tokens"][t["index"] - 1]["patch"]:
+            spans.append("<span class='xray-patch' style='border-left:2px solid #6b7280;margin:0 1px'></span>")
         start, end = t["bytes"]
         part = f"part of {raw[start:end].decode(errors='replace')!r}" if t["partial"] else ""
         style = (f"background:{PALETTE[t['group'] % len(PALETTE)]};padding:1px 2px;margin:0 1px;border-radius:3px;"
                  + ("text-decoration:underline dotted;" if t["partial"] else "")
                  + ("opacity:.35;" if not t["in_context"] else ""))
-        tip = _tip(f"#{t['index']}", f"id {t['id']}", f"bytes {start}-{end}", part)
+        tip = _tip(f"#{t['index']}", f"id {t['id']}", f"bytes {start}-{end}", part,
+                   f"patch {t['patch']}" if "patch" in t else "")
         spans.append(f"<span class='xray-token' style='{style}' title='{tip}'>{_esc(t['shown'])}</span>")
     beyond = f" · {cut['beyond_context']} beyond the model's context" if cut["beyond_context"] else ""
     return (f"<div><b>{cut['count']} tokens</b> · {cut['bytes']} bytes · {cut['bytes_per_token']:.2f} bytes per "
@@ -97,20 +101,26 @@ def _table(col_labels: list[str], rows: list[tuple[str, list[str]]]) -> str:
 def attention_html(att: dict, layer: int, head: int, limit: int = 64) -> str:
     """One head's attention (`xray.attention`) as a heatmap: row t is how token t spreads its attention over the
     tokens before it (each row sums to 1; nothing above the diagonal)."""
-    weights = att["weights"][layer, head][:limit, :limit]
-    labels = [repr(t)[1:-1] for t in att["tokens"][:limit]]
+    if head >= att["weights"][layer].shape[0]:
+        return f"<div>{att['layer_names'][layer]} has {att['weights'][layer].shape[0]} heads</div>"
+    weights = att["weights"][layer][head][:limit, :limit]
+    tokens = att["layer_tokens"][layer] if "layer_tokens" in att else att["tokens"]
+    labels = [repr(t)[1:-1] for t in tokens[:limit]]
     rows = [(label, [f"<td style='width:12px;height:12px;background:{_rgba((37, 99, 235), float(w) ** 0.5)}' "
                      f"title='{_tip(f'{label!r} -> {labels[s]!r}', f'{float(w):.3f}')}'></td>"
                      for s, w in enumerate(weights[t])])
             for t, label in enumerate(labels)]
-    note = f" (the first {limit} tokens)" if len(att["tokens"]) > limit else ""
-    return (f"<div>layer {layer + 1}, head {head + 1}{note}: darker = more attention; rows are the attending "
+    note = f" (the first {limit})" if len(tokens) > limit else ""
+    name = att["layer_names"][layer] if "layer_names" in att else ""
+    return (f"<div>layer {layer + 1} {name}, head {head + 1}{note}: darker = more attention; rows are the attending "
             f"tokens</div>{_table(labels, rows)}")
 
 
 def logit_lens_html(lens: dict, limit: int = 48) -> str:
     """The logit lens (`xray.logit_lens`): each layer's top token at each position, shaded by the probability it
     gives the model's final choice; bold where it already is the final choice."""
+    if "note" in lens:
+        return f"<div>{html.escape(lens['note'])}</div>"
     labels = [repr(t)[1:-1] for t in lens["tokens"][:limit]]
     rows = []
     for number, layer in reversed(list(enumerate(lens["layers"], start=1))):

@@ -16,6 +16,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from ..errors import UserError
 from ..hardware import bf16_is_fast, check_precision
+from ..presets import is_megabyte
 from ..tokenizer import describe_kind
 from . import policy
 
@@ -39,7 +40,8 @@ class ModelArguments:
         default=None, metadata={"help": "an existing tokenizer (folder, Hub id, or folder with GPT-2's vocab.json + "
                                         "merges.txt); default: train a byte-level BPE on the corpus"})
     vocab_size: int = field(default=4096, metadata={"help": "vocabulary size when training a tokenizer"})
-    tokenizer_type: str = field(default="bpe", metadata={"help": TOKENIZER_TYPE_HELP})
+    tokenizer_type: str | None = field(default=None, metadata={
+        "help": TOKENIZER_TYPE_HELP + ". Default: bpe; bytes for the megabyte-* presets (byte models)"})
     attn_implementation: str = field(default="auto", metadata={
         "help": "auto (tinylm_causal_blocks on a CPU under torch.compile, where it is fastest; else sdpa) | sdpa | "
                 "eager | flash_attention_2 ..."})
@@ -48,6 +50,11 @@ class ModelArguments:
                 "files you trust"})
 
     def __post_init__(self):
+        if self.tokenizer_type is None:
+            self.tokenizer_type = "bytes" if is_megabyte(self.preset) else "bpe"
+        elif is_megabyte(self.preset) and self.tokenizer_type != "bytes":
+            raise UserError(f"--preset {self.preset} is a byte model: it reads raw bytes (--tokenizer_type bytes is "
+                            f"implied); drop --tokenizer_type {self.tokenizer_type}")
         describe_kind(self.tokenizer_type, self.vocab_size)  # an unknown kind fails here, before any data is read
 
 

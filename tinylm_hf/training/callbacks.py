@@ -14,6 +14,7 @@ import time
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from ..configuration_megabyte import MegabyteConfig
 from ..files import written_whole
 from .budget import UNPLANNED_STEPS
 from .generation import complete
@@ -31,10 +32,22 @@ def flops_per_token(model, seq_len: int) -> float:
     plus attention's score and value products, 12 * layers * hidden * seq_len (the PaLM paper's accounting). Any
     causal LM of transformers: ours or a stock one."""
     config = model.config
+    if isinstance(config, MegabyteConfig):
+        return megabyte_flops_per_byte(model, seq_len)
     head = model.get_output_embeddings().weight
     tied = head is model.get_input_embeddings().weight
     weights = model.num_parameters(exclude_embeddings=True) + (head.numel() if tied else 0)
     return 6 * weights + 12 * config.num_hidden_layers * config.hidden_size * seq_len
+
+
+def megabyte_flops_per_byte(model, seq_len: int) -> float:
+    """The same accounting for MEGABYTE: the global model's weights and attention (over seq_len / P patches) once
+    per patch of P bytes, the local model's (over P places) and the head once per byte."""
+    P, g, l = model.config.patch_size, model.config.global_config, model.config.local_config
+    per_patch = model.global_model.num_parameters() + model.global_to_local.weight.numel()
+    per_byte = model.local_model.num_parameters(exclude_embeddings=True) + model.lm_head.weight.numel()
+    attention = 12 * (g.num_hidden_layers * g.hidden_size * seq_len / P / P + l.num_hidden_layers * l.hidden_size * P)
+    return 6 * (per_patch / P + per_byte) + attention
 
 
 class ThroughputCallback(LogMetricsCallback):

@@ -4,6 +4,7 @@ import json
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from ..configuration_megabyte import MegabyteConfig
 from ..convert import cannot_convert, stock_target
 from ..presets import format_count
 
@@ -27,26 +28,42 @@ def markdown_table(rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
+def describe_shape(config, n_params: int) -> str:
+    if isinstance(config, MegabyteConfig):
+        g, l = config.global_config, config.local_config
+        return (f"MEGABYTE, {format_count(n_params)} parameters: patches of {config.patch_size} bytes, a global "
+                f"transformer of {g.num_hidden_layers} layers (hidden {g.hidden_size}, {g.num_attention_heads} heads) "
+                f"over patches and a local one of {l.num_hidden_layers} (hidden {l.hidden_size}, "
+                f"{l.num_attention_heads} heads) inside each, {g.family} blocks, context "
+                f"{config.max_position_embeddings} bytes, vocabulary {config.vocab_size} (the bytes and special tokens)")
+    return (f"{config.family} family, {format_count(n_params)} parameters: {config.num_hidden_layers} layers, "
+            f"hidden {config.hidden_size}, {config.num_attention_heads} heads ({config.num_key_value_heads} key/value), "
+            f"MLP {config.mlp} {config.intermediate_size}, {config.position_embedding} positions, {config.norm}, "
+            f"context {config.max_position_embeddings}, vocabulary {config.vocab_size}"
+            + (", QK-norm" if config.qk_norm else "")
+            + (f", logits soft-capped at {config.logit_softcap:g}" if config.logit_softcap else ""))
+
+
+def where_it_runs(config) -> str:
+    """The card's "Run it elsewhere": the export commands, or why there are none."""
+    if isinstance(config, MegabyteConfig):
+        return ("## Run it elsewhere\n\nNot exportable: MEGABYTE has no stock architecture, so the conversion and "
+                "the exports (ONNX, web page, GGUF, ExecuTorch) refuse it; it runs with transformers.")
+    target = stock_target(config)
+    if blockers := cannot_convert(config, target):  # the exports go through the exact conversion to stock
+        return (f"## Run it elsewhere\n\nNot exportable: the exports (ONNX, web page, GGUF) go through the exact "
+                f"conversion to stock {target}, which this model cannot take: {'; '.join(blockers)}.")
+    return (f"## Run it elsewhere\n\nThe same model, exported as stock {target} and checked against PyTorch "
+            "(`pip install 'tinylm-hf[export]'`; MODEL: a local copy of this folder):\n\n" + markdown_table(EXPORTS))
+
+
 def model_card(*, name: str, summary: str, config, n_params: int, datasets: list[str], license: str,
                hyperparameters: dict, metrics: dict, samples: list[dict], plot: str | None, base_model: str | None,
                tags: list[str], extra_sections: str = "") -> ModelCard:
     data = ModelCardData(library_name="transformers", pipeline_tag="text-generation", license=license,
                          datasets=datasets or None, tags=["tinylm", "tinylm-hf", "causal-lm", *tags],
                          base_model=base_model, model_name=name)
-    shape = (f"{config.family} family, {format_count(n_params)} parameters: {config.num_hidden_layers} layers, "
-             f"hidden {config.hidden_size}, {config.num_attention_heads} heads ({config.num_key_value_heads} key/value), "
-             f"MLP {config.mlp} {config.intermediate_size}, {config.position_embedding} positions, {config.norm}, "
-             f"context {config.max_position_embeddings}, vocabulary {config.vocab_size}"
-             + (", QK-norm" if config.qk_norm else "")
-             + (f", logits soft-capped at {config.logit_softcap:g}" if config.logit_softcap else ""))
-    target = stock_target(config)
-    if blockers := cannot_convert(config, target):  # the exports go through the exact conversion to stock
-        elsewhere = (f"## Run it elsewhere\n\nNot exportable: the exports (ONNX, web page, GGUF) go through the exact "
-                     f"conversion to stock {target}, which this model cannot take: {'; '.join(blockers)}.")
-    else:
-        elsewhere = (f"## Run it elsewhere\n\nThe same model, exported as stock {target} and checked against PyTorch "
-                     "(`pip install 'tinylm-hf[export]'`; MODEL: a local copy of this folder):\n\n"
-                     + markdown_table(EXPORTS))
+    shape, elsewhere = describe_shape(config, n_params), where_it_runs(config)
     sections = [
         f"# {name}", summary, f"**Model:** {shape}.",
         "## Use it\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"

@@ -1,4 +1,4 @@
-"""Completions of a list of prompts, batched with left padding: the samples shown at each evaluation
+"""Completions of a list of prompts, batched with left padding (one at a time for a model that cannot take it): the samples shown at each evaluation
 (`SamplesCallback`: greedy) and the held-out answers `tinylm instruct` scores (sampled, fixed seed)."""
 
 import torch
@@ -15,6 +15,8 @@ def complete(model, tokenizer, prompts: list, *, chat: bool, max_new_tokens: int
     model.eval()
     tokenizer.padding_side = "left"
     torch.manual_seed(seed)
+    if not getattr(model, "supports_left_padding", True):  # MEGABYTE: padding would shift its patches
+        batch_size = 1
     out = []
     try:
         for i in range(0, len(prompts), batch_size):

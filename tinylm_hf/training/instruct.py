@@ -136,6 +136,9 @@ def main(argv: list[str]) -> dict:
                         f"folder as --model_name_or_path (tinylm pretrain --ensemble K makes one)")
     set_seed(args.seed)
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.revision)
+    # training batches padded on the right: each chat starts at position 0 as in pretraining (and MEGABYTE's patches
+    # stay in place); the answers generated for scoring are padded on the left by `complete` itself
+    tokenizer.padding_side = "right"
     if not tokenizer.chat_template:
         raise UserError(f"the tokenizer of {model_args.model_name_or_path} has no chat template")
     model = load_model(model_args.model_name_or_path, model_args.revision, run.attention_for(model_args, args))

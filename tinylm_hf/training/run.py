@@ -15,12 +15,14 @@ from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .. import hub
+from ..configuration_megabyte import BYTES, MegabyteConfig
 from ..configuration_tinylm import TinyLMConfig
 from ..errors import UserError
 from ..files import written_whole
 from ..hardware import default_attention, matmul_peak_flops
 from ..loading import load_model
-from ..presets import get_preset
+from ..presets import get_preset, is_megabyte
+from ..tokenizer import SPECIAL_TOKENS
 from . import callbacks as cb
 from .budget import BudgetProgressCallback, TimeBudgetCallback
 from .dropout import use_byte_dropout
@@ -41,20 +43,27 @@ def prepare_output_dir(args) -> None:
         open(os.path.join(folder, RUN_MARKER), "a").close()
 
 
-def parse_overrides(text: str | None) -> dict:
-    """'hidden_size=192,family=llama' -> {'hidden_size': 192, 'family': 'llama'}"""
+def parse_overrides(text: str | None, config_class=TinyLMConfig) -> dict:
+    """'hidden_size=192,family=llama' -> {'hidden_size': 192, 'family': 'llama'}; a MEGABYTE stack's field by its
+    sub-config: 'global_config.num_hidden_layers=6' -> {'global_config': {'num_hidden_layers': 6}}"""
     out = {}
     for item in filter(None, (text or "").split(",")):
         key, sep, value = item.partition("=")
         if not sep:
             raise UserError(f"--config_overrides: {item!r} is not name=value")
-        key = key.strip()
-        if key not in TinyLMConfig.__dataclass_fields__:
-            raise UserError(f"--config_overrides: {key!r} is not a TinyLMConfig field")
+        *outer, key = key.strip().split(".", 1)
+        fields = config_class.__dataclass_fields__ if not outer or outer[0] not in config_class.sub_configs \
+            else config_class.sub_configs[outer[0]].__dataclass_fields__
+        if key not in fields or (outer and outer[0] not in config_class.sub_configs):
+            raise UserError(f"--config_overrides: {'.'.join([*outer, key])!r} is not a {config_class.__name__} field")
         try:
-            out[key] = json.loads(value)
+            value = json.loads(value)
         except ValueError:
-            out[key] = value.strip()
+            value = value.strip()
+        if outer:
+            out.setdefault(outer[0], {})[key] = value
+        else:
+            out[key] = value
     return out
 
 
@@ -73,7 +82,12 @@ def build_model(model_args, tokenizer, block_size: int | None, attention: str = 
             raise UserError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary is "
                             f"{model.config.vocab_size}: use the tokenizer the model was trained with")
     else:
-        overrides = parse_overrides(model_args.config_overrides)
+        megabyte = is_megabyte(model_args.preset)
+        if megabyte and len(tokenizer) != BYTES + len(SPECIAL_TOKENS):
+            raise UserError(f"--preset {model_args.preset} is a byte model but the tokenizer has {len(tokenizer):,} "
+                            f"tokens (the bytes tokenizer: {BYTES + len(SPECIAL_TOKENS)}): drop --tokenizer_name, "
+                            f"the run then trains the bytes tokenizer")
+        overrides = parse_overrides(model_args.config_overrides, MegabyteConfig if megabyte else TinyLMConfig)
         try:
             config = get_preset(model_args.preset, vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
                                 bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id,
