@@ -22,6 +22,7 @@ import torch
 from transformers import TextIteratorStreamer
 
 from . import xray, xray_html
+from .configuration_megabyte import MegabyteConfig
 from .data.embedded import FEATURE_NAMES
 from .data.records import prompt_text
 from .ensemble import same_tokenizer
@@ -103,7 +104,7 @@ class Demo:
 
     def info(self) -> str:
         c = self.model.config
-        if hasattr(c, "patch_size"):
+        if isinstance(c, MegabyteConfig):
             g, l = c.global_config, c.local_config
             shape = (f"patches of {c.patch_size} bytes, a global model of {g.num_hidden_layers} layers x "
                      f"{g.hidden_size} wide and a local one of {l.num_hidden_layers} x {l.hidden_size}")
@@ -262,7 +263,8 @@ class Demo:
             weights = xray.attention(model, self.tokenizer, text)
             lens = xray.logit_lens(model, self.tokenizer, text)
         drawn = following["stages"][-1]["top"]
-        cut = xray.tokens(self.tokenizer, text, self.context - 1, getattr(c, "patch_size", None))
+        patch_size = c.patch_size if isinstance(c, MegabyteConfig) else None
+        cut = xray.tokens(self.tokenizer, text, self.context - 1, patch_size)
         return {"tokens": xray_html.tokens_html(cut, text),
                 "surprisal": xray_html.surprisal_html(now, before, step or "final", compare),
                 "next": xray_html.next_token_html(following),

@@ -20,6 +20,8 @@ import sys
 import torch
 from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
+from .configuration_megabyte import MegabyteConfig
+
 SHOWN = {" ": "·", "\n": "↵", "\t": "⇥"}  # whitespace made visible
 SNAPSHOTS = "snapshots"  # OUTPUT_DIR/snapshots/step-N: the weights at each evaluation of a training run
 
@@ -119,7 +121,7 @@ def next_token(model, tokenizer, prompt: str, temperature: float = 1.0, top_k: i
 
 def attention_shape(config) -> tuple[int, int]:
     """(layers, heads) that `attention` returns: a MEGABYTE model's global layers, then its local ones."""
-    if hasattr(config, "patch_size"):
+    if isinstance(config, MegabyteConfig):
         g, l = config.global_config, config.local_config
         return g.num_hidden_layers + l.num_hidden_layers, max(g.num_attention_heads, l.num_attention_heads)
     return config.num_hidden_layers, config.num_attention_heads
@@ -137,7 +139,7 @@ def attention(model, tokenizer, text: str) -> dict:
     ids = _ids(model, tokenizer, text)
     pieces = [_piece(tokenizer, int(t)) for t in ids[0]]
     out = model(ids, output_attentions=True)
-    if not hasattr(model.config, "patch_size"):
+    if not isinstance(model.config, MegabyteConfig):
         weights = torch.stack(out.attentions)[:, 0]  # (L, H, T, T)
         return {"weights": weights.float(), "tokens": pieces}
     P, T = model.config.patch_size, ids.shape[1]
@@ -166,7 +168,7 @@ def logit_lens(model, tokenizer, text: str, top: int = 3) -> dict:
     why.)"""
     model.eval()
     ids = _ids(model, tokenizer, text)
-    if hasattr(model.config, "patch_size"):
+    if isinstance(model.config, MegabyteConfig):
         return {"tokens": [], "final": [], "layers": [], "note": "no logit lens for MEGABYTE: its layers are in two "
                 "transformers, and only the local one's last layer reads out bytes"}
     out = model(ids, output_hidden_states=True)

@@ -21,6 +21,7 @@ import time
 
 import torch
 
+from ..configuration_megabyte import MegabyteConfig
 from ..ensemble import Ensemble
 from ..errors import UserError
 from ..files import write_json
@@ -48,7 +49,7 @@ def member_memory(n_params: int, batch: int, block_size: int, config) -> int:
     """A rough upper bound of one training process's memory: the interpreter and libraries, the weights with their
     gradients and two optimizer states in fp32, and the activations autograd keeps (~24 values per hidden unit per
     token per layer, plus the logits)."""
-    stacks = [config.global_config, config.local_config] if hasattr(config, "global_config") else [config]
+    stacks = [config.global_config, config.local_config] if isinstance(config, MegabyteConfig) else [config]
     units = sum(24 * c.hidden_size * c.num_hidden_layers for c in stacks)  # (MEGABYTE: over-counts its global model)
     activations = batch * block_size * (units + 3 * config.vocab_size)
     return int(1.0 * GIB + 16 * n_params + 4 * activations)

@@ -1,5 +1,6 @@
-"""Completions of a list of prompts, batched with left padding (one at a time for a model that cannot take it): the samples shown at each evaluation
-(`SamplesCallback`: greedy) and the held-out answers `tinylm instruct` scores (sampled, fixed seed)."""
+"""Completions of a list of prompts, batched with left padding (one at a time for a model that cannot take it): the
+samples shown at each evaluation (`SamplesCallback`: greedy) and the held-out answers `tinylm instruct` scores
+(sampled, fixed seed)."""
 
 import torch
 
