@@ -5,6 +5,9 @@ members side by side (one process each, the threads split) and average them?
     python benchmarks/ensemble.py                  # 10 minutes a run: one model, then K = 2 and 3 (about 35 minutes)
     python benchmarks/ensemble.py --minutes 3 --members 2
     python benchmarks/ensemble.py --quick          # a smoke run (the suite's)
+    python benchmarks/ensemble.py --assisted       # assisted decoding: a 15M target and a quickstart draft, each
+                                                   # trained MINUTES on the same tokens, then generating
+    python benchmarks/ensemble.py --assisted --target DIR --draft DIR   # two trained models over one tokenizer
 
 Data: the TinyStories sample shipped in the package (as benchmarks/time_to_quality.py: one 4,096-token BPE and one
 set of token files shared by every run, trained before the clocks start). The runs, one after the other:
@@ -14,12 +17,18 @@ set of token files shared by every run, trained before the clocks start). The ru
 - `single`: `run_pretrain.py --time_budget MINUTES` with every default;
 - `ensemble K`: `run_pretrain.py --time_budget MINUTES --ensemble K`, and each of its members alone.
 
+`--assisted` measures the draft model of the demo's `--draft` (transformers' assisted decoding,
+`generate(assistant_model=...)`): new tokens per second at batch 1, greedy, fp32, every thread, on the openings of
+validation stories, the target alone and with the draft, and whether the tokens are the same (they must be).
+Writes `ensemble_assisted.json`.
+
 Every model is scored by one function (`tinylm_hf.training.ensemble.score`) over every window of the validation
 file, in bits per byte. Before the timed runs of 3+ minutes (which compile), the same command runs 4 steps untimed
 with 1 thread and with all, so that every run finds torch.compile's cache warm. Writes `ensemble.json`.
 """
 
 import argparse
+import gzip
 import os
 import subprocess
 import sys
@@ -57,14 +66,91 @@ def tokens_per_second(preset: str, vocab: int, threads: int, steps: int = 6) -> 
     return steps * BATCH * BLOCK / (time.perf_counter() - start)
 
 
+ASSISTED_PROMPTS = 8  # validation stories whose openings are generated from
+ASSISTED_OPENING = 24  # tokens of each opening
+ASSISTED_NEW = 128  # new tokens each, end of text or not
+
+
+@torch.no_grad()
+def assisted(target_dir: str, draft_dir: str, valid_file: str) -> list[dict]:
+    """The target generating alone and with the draft: new tokens/s over the same prompts, and the same tokens?"""
+    from tinylm_hf.ensemble import same_tokenizer
+    from tinylm_hf.loading import load_model
+    from tinylm_hf.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(target_dir)
+    same_tokenizer(tokenizer, load_tokenizer(draft_dir), target_dir, draft_dir)
+    target, draft = load_model(target_dir).eval(), load_model(draft_dir).eval()
+    with gzip.open(valid_file, "rt") as f:  # TinyStories' stories, separated by <|endoftext|>
+        stories = [s for s in f.read().split("<|endoftext|>")[1:] if len(s.split()) > 40]
+    prompts = [tokenizer(tokenizer.bos_token + s.strip(), add_special_tokens=False, return_tensors="pt")["input_ids"]
+               [:, :ASSISTED_OPENING] for s in stories[:ASSISTED_PROMPTS]]
+    settings = dict(max_new_tokens=ASSISTED_NEW, min_new_tokens=ASSISTED_NEW, do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id)
+    target.generate(prompts[0], **settings)  # warm both once
+    target.generate(prompts[0], assistant_model=draft, **settings)
+    seconds, outputs = {}, {}
+    for name, extra in (("alone", {}), ("with the draft", {"assistant_model": draft})):
+        start = time.perf_counter()
+        outputs[name] = [target.generate(ids, **settings, **extra)[0].tolist() for ids in prompts]
+        seconds[name] = time.perf_counter() - start
+    new = len(prompts) * ASSISTED_NEW
+    same = outputs["alone"] == outputs["with the draft"]
+    alone, drafted = new / seconds["alone"], new / seconds["with the draft"]
+    print(f"assisted decoding: {alone:.0f} new tokens/s alone, {drafted:.0f} with the draft ({drafted / alone:.2f}x), "
+          f"the same tokens: {same}", flush=True)
+    return [{"run": run, "target parameters": target.num_parameters(), "draft parameters":
+             draft.num_parameters() if run != "alone" else None, "new tokens": new,
+             "tokens_per_s": round(new / seconds[run]), "speed-up": round(seconds["alone"] / seconds[run], 2),
+             "same tokens": same} for run in ("alone", "with the draft")]
+
+
+def train_pair(work: str, minutes: float, data_args, limit: int | None, env: dict) -> tuple[str, str]:
+    """A 15M target (stories15m) and a quickstart draft trained `minutes` each on one tokenizer and token files."""
+    tokenizer_dir, token_dir = prepare(work, data_args)
+    folders = []
+    for preset in ("stories15m", "quickstart"):
+        folders.append(os.path.join(work, preset))
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "run_pretrain.py"), "--preset", preset, "--dataset",
+                               SAMPLE_FILES[0], "--validation_files", SAMPLE_FILES[1], "--tokenizer_name",
+                               tokenizer_dir, "--token_dir", token_dir, "--disable_tqdm", "true", "--time_budget",
+                               str(minutes), "--output_dir", folders[-1],
+                               *(["--max_train_samples", str(limit), "--max_eval_samples", str(limit)] if limit
+                                 else [])], cwd=ROOT, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"training the {preset} model failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        print(f"trained {preset} for {minutes} minutes", flush=True)
+    return folders[0], folders[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="the wall time of each run")
     parser.add_argument("--members", type=int, nargs="+", default=[2, 3], help="the ensembles' sizes")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 300 stories, 0.25-minute runs, K = 2")
+    parser.add_argument("--assisted", action="store_true", help="measure assisted decoding instead (see above)")
+    parser.add_argument("--target", help="with --assisted: a trained target model (default: train a 15M one)")
+    parser.add_argument("--draft", help="with --assisted: a trained draft over the target's tokenizer")
     add_results_argument(parser)
     a = parser.parse_args()
     minutes, members = (0.25, [2]) if a.quick else (a.minutes, a.members)
+    if a.assisted:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        with tempfile.TemporaryDirectory() as work:
+            from tinylm_hf.training.arguments import DataArguments
+
+            limit = 300 if a.quick else None
+            data_args = DataArguments(dataset=SAMPLE_FILES[0], validation_files=SAMPLE_FILES[1],
+                                      max_train_samples=limit, max_eval_samples=limit)
+            if a.target and a.draft:
+                target, draft = a.target, a.draft
+            else:
+                target, draft = train_pair(work, minutes, data_args, limit, env)
+            rows = assisted(target, draft, SAMPLE_FILES[1])
+        report("ensemble_assisted", rows, results_dir=a.results_dir,
+               extra={"target": target if a.target else f"stories15m preset, {minutes} minutes",
+                      "draft": draft if a.draft else f"quickstart preset, {minutes} minutes", "goal": 1.5})
+        return
     limit = 300 if a.quick else None
     from tinylm_hf.presets import for_budget
     from tinylm_hf.training.arguments import DataArguments

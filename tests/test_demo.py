@@ -143,9 +143,13 @@ def test_absurd_settings_are_clamped_for_direct_callers(chat_model_dir):
 XRAY_TEXT = "Once upon a time, there was a little dog named Max. Max"
 
 
-def xray(client, text=XRAY_TEXT, step="final", compare="none", temperature=1.0, top_k=0, top_p=1.0, layer=1, head=1):
-    """The X-ray tab's views: tokens, surprisal, next-token bars, candidates, attention, logit lens (HTML)."""
-    return client.predict(text, step, compare, temperature, top_k, top_p, layer, head, api_name="/xray")
+def xray(client, text=XRAY_TEXT, step="final", compare="none", temperature=1.0, top_k=0, top_p=1.0, layer=1, head=1,
+         member=1):
+    """The X-ray tab's views: tokens, surprisal, next-token bars, candidates, attention, logit lens (HTML); an
+    ensemble's members view comes back too (empty for one model), taken out here."""
+    *views, members, attention, lens = client.predict(text, step, compare, temperature, top_k, top_p, layer, head,
+                                                      member, api_name="/xray")
+    return (*views, attention, lens) if not members else (*views, members, attention, lens)
 
 
 def test_xray_tab_shows_the_real_tokens_and_follows_the_sliders_and_snapshots(client, chat_model_dir):
@@ -165,6 +169,42 @@ def test_xray_tab_shows_the_real_tokens_and_follows_the_sliders_and_snapshots(cl
     early = xray(client, step="step 15", compare="final")[1]
     assert "<b>step 15</b>" in early and "<b>final</b>" in early and early != surprisal
     assert "Type a text" in xray(client, text="  ")[0]
+
+
+def test_several_models_answer_as_one_and_the_xray_shows_each_member(chat_model_dir, tiny_model_dir, tmp_path):
+    from gradio_client import Client
+
+    from tinylm_hf.ensemble import Ensemble
+
+    pair = [str(chat_model_dir), str(tiny_model_dir)]  # the tuned model and its base: one tokenizer
+    demo = Demo(pair)
+    assert isinstance(demo.model, Ensemble) and demo.can_chat  # member 1's tokenizer has the chat template
+    assert "an ensemble of 2 models" in demo.info() and f"member 2: {tiny_model_dir}, weight 0.50" in demo.info()
+    ids = demo.chat_ids("Write a story.", [], 40)
+    expected = Ensemble.from_pretrained(pair).generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=40,
+                                                       do_sample=False, pad_token_id=demo.tokenizer.pad_token_id)
+    answer = list(demo.chat("Write a story.", [], **GREEDY))[-1][0]
+    assert answer == demo.tokenizer.decode(expected[0, ids.shape[1]:], skip_special_tokens=True)
+    first, second = demo.xray(XRAY_TEXT, member=1), demo.xray(XRAY_TEXT, member=2)
+    assert first["members"] == second["members"] and first["attention"] != second["attention"]
+    for name in ("member 1", "member 2", "ensemble"):
+        assert f"<b>{name}</b>" in first["members"]
+    assert first["members"].count("class='xray-disagrees'") == 3
+    Ensemble.from_pretrained(pair).save_pretrained(str(tmp_path / "pair"))
+    assert Demo(str(tmp_path / "pair")).xray(XRAY_TEXT)["members"] == first["members"]  # an ensemble folder
+    port = free_port()  # the command line: --model twice, and the members view in the served tab
+    proc = subprocess.Popen([sys.executable, "app.py", "--model", pair[0], "--model", pair[1]], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+                                 "GRADIO_SERVER_PORT": str(port)})
+    try:
+        wait_for_page(f"http://127.0.0.1:{port}/", proc)
+        tokens, _, _, _, members, attention, lens = xray(Client(f"http://127.0.0.1:{port}/", verbose=False),
+                                                          member=2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert members == first["members"] and attention == second["attention"] and lens == second["lens"]
 
 
 def test_step_mode_appends_what_greedy_generation_would(chat_model_dir):

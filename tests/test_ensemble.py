@@ -3,6 +3,7 @@ the loss is that mean's and never above the members' mean loss (Jensen), generat
 a greedy loop written out over full forwards, and the folder that names the members loads back the same model."""
 
 import json
+import math
 import re
 import shutil
 
@@ -97,6 +98,32 @@ def test_the_folder_names_its_members_and_loads_back_wherever_it_moves(ensemble,
     outside = tmp_path / "outside"
     ensemble.save_pretrained(str(outside))  # members elsewhere: named by their paths
     assert torch.equal(Ensemble.from_pretrained(str(outside))(ids).logits, ensemble(ids).logits)
+
+
+@torch.no_grad()
+def test_the_xray_shows_each_member_beside_the_ensemble_and_where_they_disagree(ensemble, members):
+    from tinylm_hf import xray
+    from tinylm_hf.xray_html import members_html
+
+    text = "Lily had a red ball. She played with it in the park."
+    view = xray.members(ensemble, ensemble.tokenizer, text)
+    for row, path in zip(view["members"], members):  # each member's row is that model's own surprisal
+        alone = xray.surprisal(load_model(path).eval(), ensemble.tokenizer, text)
+        assert [t["bits"] for t in row["tokens"]] == pytest.approx([t["bits"] for t in alone["tokens"]], abs=1e-4)
+    assert view["ensemble"]["loss"] == pytest.approx(xray.surprisal(ensemble, ensemble.tokenizer, text)["loss"],
+                                                     abs=1e-5)
+    ids = prompt(ensemble, text)
+    p = torch.stack([m(ids).logits[0, :-1].softmax(-1) for m in ensemble.members])  # (K, T - 1, V)
+    mean = sum(w * pk for w, pk in zip(WEIGHTS, p))
+    kl = sum(w * (pk * (pk / mean).log()).sum(-1) for w, pk in zip(WEIGHTS, p)) / math.log(2)  # the definition
+    assert view["divergence"] == pytest.approx(kl.tolist(), abs=1e-4) and max(view["divergence"]) > 0.05
+    assert view["most"] == kl.argsort(descending=True)[:3].tolist()
+    page = members_html(view, ["member 1", "member 2"])
+    assert page.count("class='xray-member'") == 3 and page.count("class='xray-disagrees'") == 3
+    assert page.count("class='xray-member-token'") == 3 * (ids.shape[1] - 1)
+    twice = Ensemble.from_pretrained([members[0], members[0]])  # a model with itself: nothing to disagree on
+    alike = xray.members(twice, twice.tokenizer, text)
+    assert max(alike["divergence"]) < 1e-4 and alike["most"] == []
 
 
 def test_bad_members_and_weights_get_one_line_errors(members, random_model_dirs, tiny_tokenizer, tmp_path):

@@ -100,6 +100,49 @@ def test_the_offline_page_continues_and_chats_as_pytorch_does(served, tmp_path):
     assert (tmp_path / "page.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
+@needs_chromium
+@needs_js
+def test_an_ensembles_page_averages_its_members_as_pytorchs_ensemble_does(random_model_dirs, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from tinylm_hf.ensemble import Ensemble
+
+    members = [str(random_model_dirs["llama"]), str(random_model_dirs["gpt"])]
+    ensemble = Ensemble.from_pretrained(members, weights=[0.3, 0.7])
+    ensemble.save_pretrained(str(tmp_path / "pair"))
+    report = web_folder(str(tmp_path / "pair"), str(tmp_path / "web"), offline=True, npm_dir=str(JS))
+    assert [sorted(r["files"]) for r in report["members"]] == [["model.onnx", "model_q4.onnx",
+                                                                "model_quantized.onnx"]] * 2
+    tokenizer = ensemble.tokenizer
+    prompts = {"story": tokenizer(tokenizer.bos_token + "Once upon a time", add_special_tokens=False)["input_ids"],
+               "chat": tokenizer.apply_chat_template([{"role": "user", "content": "Write a story."}],
+                                                     add_generation_prompt=True, return_dict=True)["input_ids"]}
+    expected = {mode: ensemble.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False,
+                                        pad_token_id=tokenizer.pad_token_id)[0, len(ids):].tolist()
+                for mode, ids in prompts.items()}
+    alone = [pytorch_greedy(m, prompts["story"]) for m in members]
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(tmp_path / "web")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+            story = run_page(page, "story", "Once upon a time")
+            chat = run_page(page, "chat", "Write a story.")
+            four_bit = run_page(page, "story", "Once upon a time", weights="q4")
+            note = page.inner_text(".note")
+            browser.close()
+    finally:
+        server.shutdown()
+    assert story == expected["story"] and chat == expected["chat"] and len(set(story)) > 3
+    assert all(story != a for a in alone)  # the average: neither member's own continuation
+    assert len(four_bit) == NEW_TOKENS or four_bit[-1] == tokenizer.eos_token_id
+    assert "an ensemble of 2 models" in note
+
+
 def test_the_default_page_loads_the_pinned_transformers_js_from_its_cdn(random_model_dirs, tmp_path):
     web_folder(str(random_model_dirs["gpt"]), str(tmp_path / "web"))
     app = (tmp_path / "web" / "app.js").read_text()

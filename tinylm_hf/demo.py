@@ -6,6 +6,8 @@ at any snapshot of its training run.
     tinylm demo --model DIR_OR_HUB_ID    # any tinylm model folder or Hub id (--revision to pin one)
     tinylm demo --share                  # a public gradio.live link (default: only this machine, 127.0.0.1)
     tinylm demo --model BIG --draft SMALL  # assisted decoding: SMALL drafts tokens, BIG checks them (same tokens)
+    tinylm demo --model A --model B      # several models over one tokenizer answer as one (an ensemble), or
+    tinylm demo --model ENSEMBLE_DIR     # an ensemble folder: the X-ray shows each member and where they disagree
 
 Generation runs in a thread with a `TextIteratorStreamer`; one lock serialises the model (the queue takes many
 users at once; each request streams in turn, with its own history, which the browser session holds). Every
@@ -25,7 +27,7 @@ from . import xray, xray_html
 from .configuration_megabyte import MegabyteConfig
 from .data.embedded import FEATURE_NAMES
 from .data.records import prompt_text
-from .ensemble import same_tokenizer
+from .ensemble import Ensemble, is_ensemble, same_tokenizer
 from .errors import UserError, run_cli
 from .hardware import PRECISIONS, check_precision, cpu_has_bf16
 from .loading import load_model
@@ -45,9 +47,9 @@ COURSE = {  # each X-ray view: the course chapters (course/, in the repository) 
 }
 
 
-def find_model(model: str | None) -> str:
+def find_model(model: str | list[str] | None) -> str | list[str]:
     if model:
-        return model
+        return model[0] if isinstance(model, list) and len(model) == 1 else model
     for candidate in DEFAULT_MODELS:
         if os.path.exists(os.path.join(candidate, "config.json")):
             return candidate
@@ -78,19 +80,40 @@ def clamp(value, low, high, default):
     return default if math.isnan(value) else min(max(value, low), high)
 
 
-class Demo:
-    """The model, its tokenizer and the generation logic behind the UI (usable without Gradio)."""
+def shape(config) -> str:
+    """One model's shape in a few words, e.g. "8 layers x 128 wide"."""
+    if isinstance(config, MegabyteConfig):
+        g, l = config.global_config, config.local_config
+        return (f"patches of {config.patch_size} bytes, a global model of {g.num_hidden_layers} layers x "
+                f"{g.hidden_size} wide and a local one of {l.num_hidden_layers} x {l.hidden_size}")
+    return f"{config.num_hidden_layers} layers x {config.hidden_size} wide"
 
-    def __init__(self, name_or_path: str, revision: str | None = None, precision: str = "auto",
+
+class Demo:
+    """The model (or an ensemble of several), its tokenizer and the generation logic behind the UI (usable without
+    Gradio). `name_or_path`: a model folder or Hub id, an ensemble folder, or a list of models to ensemble."""
+
+    def __init__(self, name_or_path: str | list[str], revision: str | None = None, precision: str = "auto",
                  draft: str | None = None):
-        self.name = name_or_path
+        names = [name_or_path] if isinstance(name_or_path, str) else list(name_or_path)
+        self.name = " + ".join(names)
         check_precision(precision)  # before the load, which takes a while
-        model = load_model(name_or_path, revision).eval()
-        self.model = model.to(weights_dtype(precision, model.num_parameters()))
-        self.tokenizer = load_tokenizer(name_or_path, revision, add_chat_template=False)
+        if len(names) > 1 or is_ensemble(names[0]):
+            model = Ensemble.from_pretrained(names if len(names) > 1 else names[0], revision=revision).eval()
+            self.members = list(model.members)  # the X-ray shows each, and their attention and logit lens
+            first = model.config.members[0]
+            self.tokenizer = load_tokenizer(first["path"], first.get("revision"), add_chat_template=False)
+        else:
+            model = load_model(names[0], revision).eval()
+            self.members = []
+            self.tokenizer = load_tokenizer(names[0], revision, add_chat_template=False)
+        dtype = weights_dtype(precision, max(m.num_parameters() for m in self.members or [model]))
+        for m in self.members or [model]:  # (an ensemble's mixing weights stay fp32)
+            m.to(dtype)
+        self.model = model
         self.draft = None  # a smaller model over the same tokenizer: transformers' assisted decoding
         if draft:
-            same_tokenizer(self.tokenizer, load_tokenizer(draft, add_chat_template=False), name_or_path, draft)
+            same_tokenizer(self.tokenizer, load_tokenizer(draft, add_chat_template=False), self.name, draft)
             self.draft = load_model(draft).eval().to(self.model.dtype)
         self.can_chat = bool(self.tokenizer.chat_template)
         self.context = self.model.config.max_position_embeddings
@@ -104,14 +127,14 @@ class Demo:
 
     def info(self) -> str:
         c = self.model.config
-        if isinstance(c, MegabyteConfig):
-            g, l = c.global_config, c.local_config
-            shape = (f"patches of {c.patch_size} bytes, a global model of {g.num_hidden_layers} layers x "
-                     f"{g.hidden_size} wide and a local one of {l.num_hidden_layers} x {l.hidden_size}")
+        if self.members:
+            what = f"an ensemble of {len(self.members)} models averaged in probability (" + "; ".join(
+                f"member {i}: {m['path']}, weight {w:.2f}, {member.config.family} family, "
+                f"{format_count(member.num_parameters())} parameters, {shape(member.config)}"
+                for i, (m, w, member) in enumerate(zip(c.members, c.weights, self.members), 1)) + ")"
         else:
-            shape = f"{c.num_hidden_layers} layers x {c.hidden_size} wide"
-        return (f"**{self.name}**: {c.family} family, {format_count(self.model.num_parameters())} parameters, "
-                f"{shape}, context {c.max_position_embeddings} tokens, "
+            what = f"{c.family} family, {format_count(self.model.num_parameters())} parameters, {shape(c)}"
+        return (f"**{self.name}**: {what}, context {c.max_position_embeddings} tokens, "
                 f"vocabulary {c.vocab_size}, {str(self.model.dtype).removeprefix('torch.')} weights; "
                 f"{'instruction-tuned (chat enabled)' if self.can_chat else 'pretrained only'}"
                 + (f"; drafted by a {format_count(self.draft.num_parameters())}-parameter model (assisted decoding)"
@@ -243,25 +266,35 @@ class Demo:
             self.loaded_snapshots[step] = xray.load_snapshot(self.name, step).to(self.model.dtype)
         return self.loaded_snapshots[step]
 
-    def xray(self, text, step="final", compare="none", temperature=1.0, top_k=0, top_p=1.0, layer=1, head=1) -> dict:
+    def attention_shape(self) -> tuple[int, int]:
+        """The most (layers, heads) of the model's, or of any member's: the X-ray's sliders."""
+        shapes = [xray.attention_shape(m.config) for m in self.members or [self.model]]
+        return max(layers for layers, _ in shapes), max(heads for _, heads in shapes)
+
+    def xray(self, text, step="final", compare="none", temperature=1.0, top_k=0, top_p=1.0, layer=1, head=1,
+             member=1) -> dict:
         """The X-ray tab: HTML views of what the model (at `step`) does with `text`; surprisal compared with the
         model at `compare` unless "none"; the next-token stages under these sampling settings; one attention head
-        (layer and head count from 1). Also `candidates`: (label, token id) of what sampling would draw from."""
+        (layer and head count from 1). Also `candidates`: (label, token id) of what sampling would draw from. An
+        ensemble: `members`, each member's surprisal beside the ensemble's and where they disagree; the attention
+        and logit lens are those of member `member` (from 1: the ensemble has none of its own)."""
         text = (text if isinstance(text, str) else "")[:MAX_MESSAGE_CHARS]
         if not text.strip():
             return {"error": "Type a text to see what the model does with it."}
         c = self.model.config
         temperature, top_p = clamp(temperature, 0.05, 5.0, 1.0), clamp(top_p, 0.01, 1.0, 1.0)
         top_k = int(clamp(top_k, 0, c.vocab_size, 0))
-        layers, heads = xray.attention_shape(c)
-        layer, head = int(clamp(layer, 1, layers, 1)) - 1, int(clamp(head, 1, heads, 1)) - 1
         with self.lock:
             model = self.model_at(step)
+            inside = self.members[int(clamp(member, 1, len(self.members), 1)) - 1] if self.members else model
+            layers, heads = xray.attention_shape(inside.config)
+            layer, head = int(clamp(layer, 1, layers, 1)) - 1, int(clamp(head, 1, heads, 1)) - 1
             before = None if compare in (None, "", "none") else xray.surprisal(self.model_at(compare), self.tokenizer, text)
             now = xray.surprisal(model, self.tokenizer, text)
             following = xray.next_token(model, self.tokenizer, text, temperature, top_k, top_p)
-            weights = xray.attention(model, self.tokenizer, text)
-            lens = xray.logit_lens(model, self.tokenizer, text)
+            weights = xray.attention(inside, self.tokenizer, text)
+            lens = xray.logit_lens(inside, self.tokenizer, text)
+            members = xray.members(model, self.tokenizer, text) if self.members else None
         drawn = following["stages"][-1]["top"]
         patch_size = c.patch_size if isinstance(c, MegabyteConfig) else None
         cut = xray.tokens(self.tokenizer, text, self.context - 1, patch_size)
@@ -269,7 +302,9 @@ class Demo:
                 "surprisal": xray_html.surprisal_html(now, before, step or "final", compare),
                 "next": xray_html.next_token_html(following),
                 "candidates": [(f"{t['text']!r} {t['p']:.0%}", t["id"]) for t in drawn],
-                "attention": xray_html.attention_html(weights, layer, head), "lens": xray_html.logit_lens_html(lens)}
+                "attention": xray_html.attention_html(weights, layer, head), "lens": xray_html.logit_lens_html(lens),
+                "members": xray_html.members_html(members, [f"member {i}" for i in range(1, len(self.members) + 1)])
+                if members else ""}
 
     def append(self, text: str, token_id) -> str:
         """The text with one more token (step mode): through the token ids, so byte pieces join up."""
@@ -334,8 +369,7 @@ def course_line(view: str) -> str:
 def xray_tab(gr, ui, demo: Demo) -> None:
     """See inside: a text in, its tokens, surprisal, next-token bars, attention and logit lens out; the
     sampling sliders reshape the bars; a candidate picked is appended (step mode); with snapshots, any step of
-    the training run, alone or compared with another."""
-    c = demo.model.config
+    the training run, alone or compared with another; an ensemble's members side by side."""
     gr.Markdown("What the model does with a text. Hover over anything for its figures.")
     text = gr.Textbox(label="Text", value=XRAY_TEXT, lines=3, elem_id="xray-text")
     steps = demo.snapshot_choices()
@@ -357,9 +391,16 @@ def xray_tab(gr, ui, demo: Demo) -> None:
         top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top-p", elem_id="xray-top-p")
     following = gr.HTML(elem_id="xray-next")
     pick = gr.Radio([], label="step mode: pick a candidate to append it", elem_id="xray-pick")
+    with gr.Column(visible=bool(demo.members)):
+        gr.Markdown("### The members\nEach member's surprisal beside the ensemble's, and where the members disagree "
+                    "most about the next token.")
+        members = gr.HTML(elem_id="xray-members")
     gr.Markdown(f"### Attention\n{course_line('attention')}")
     with gr.Row():
-        layers, heads = xray.attention_shape(c)
+        layers, heads = demo.attention_shape()
+        member = gr.Dropdown([(f"member {i}", i) for i in range(1, len(demo.members) + 1)] or [("the model", 1)],
+                             value=1, label="attention and logit lens of", visible=bool(demo.members),
+                             elem_id="xray-member")
         layer = gr.Slider(1, layers, value=1, step=1, label="layer", elem_id="xray-layer")
         head = gr.Slider(1, heads, value=1, step=1, label="head", elem_id="xray-head")
     attention = gr.HTML(elem_id="xray-attention")
@@ -372,21 +413,21 @@ def xray_tab(gr, ui, demo: Demo) -> None:
         except UserError as e:
             v = {"error": str(e)}
         if "error" in v:
-            return v["error"], "", "", gr.update(choices=[], value=None), "", ""
+            return v["error"], "", "", gr.update(choices=[], value=None), "", "", ""
         return (v["tokens"], v["surprisal"], v["next"], gr.update(choices=v["candidates"], value=None),
-                v["attention"], v["lens"])
+                v["members"], v["attention"], v["lens"])
 
-    inputs = [text, step, compare, temperature, top_k, top_p, layer, head]
-    outputs = [tokens, surprisal, following, pick, attention, lens]
+    inputs = [text, step, compare, temperature, top_k, top_p, layer, head, member]
+    outputs = [tokens, surprisal, following, pick, members, attention, lens]
     go.click(show, inputs, outputs, api_name="xray")
     for trigger in (text.submit, step.change, compare.change, temperature.change, top_k.change, top_p.change,
-                    layer.change, head.change):
+                    layer.change, head.change, member.change):
         trigger(show, inputs, outputs, api_name=False, trigger_mode="always_last")
     pick.input(demo.append, [text, pick], text, api_name=False).then(show, inputs, outputs, api_name=False)
     ui.load(show, inputs, outputs, api_name=False)  # the tab opens with its views drawn
 
 
-def launch(model: str | None, revision: str | None = None, server_name: str = "127.0.0.1", port: int = 7860,
+def launch(model: str | list[str] | None, revision: str | None = None, server_name: str = "127.0.0.1", port: int = 7860,
            share: bool = False, precision: str = "auto", draft: str | None = None) -> None:
     demo = Demo(find_model(model), revision, precision, draft)
     print(demo.info())
@@ -396,7 +437,9 @@ def launch(model: str | None, revision: str | None = None, server_name: str = "1
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="tinylm demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="model folder or Hub id (default: the quickstart's output)")
+    parser.add_argument("--model", action="append",
+                        help="model folder or Hub id (default: the quickstart's output); an ensemble folder; given "
+                             "more than once, the models answer as one ensemble (they must share one tokenizer)")
     parser.add_argument("--revision", help="Hub revision to pin")
     parser.add_argument("--server_name", "--server-name", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to bind (0.0.0.0: every interface; default: $GRADIO_SERVER_NAME or 127.0.0.1)")

@@ -41,6 +41,7 @@ class EnsembleConfig(PreTrainedConfig):
     members: list | None = None  # [{"path": folder or Hub id, "revision": str | None}, ...]
     weights: list | None = None  # one per member, summing to 1 (None: equal)
     vocab_size: int = 0
+    max_position_embeddings: int = 0  # the shortest member's context: the ensemble reads no further
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     pad_token_id: int | None = None
@@ -116,7 +117,9 @@ class Ensemble(PreTrainedModel, GenerationMixin):
             raise UserError("an ensemble needs at least one member")
         first = members[0].config
         config = EnsembleConfig(members=names, weights=check_weights(weights, len(members)),
-                                vocab_size=first.vocab_size, bos_token_id=tokenizer.bos_token_id,
+                                vocab_size=first.vocab_size,
+                                max_position_embeddings=min(m.config.max_position_embeddings for m in members),
+                                bos_token_id=tokenizer.bos_token_id,
                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
         ensemble = cls(config, members)
         ensemble.generation_config = GenerationConfig.from_dict(members[0].generation_config.to_dict())
@@ -162,14 +165,18 @@ class Ensemble(PreTrainedModel, GenerationMixin):
         outputs = [member(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=c,
                           use_cache=use_cache, logits_to_keep=logits_to_keep)
                    for member, c in zip(self.members, caches)]
-        logprobs = torch.stack([out.logits.float().log_softmax(-1) for out in outputs])  # (K, B, T, V)
-        logits = torch.logsumexp(logprobs + self.log_weights[:, None, None, None], dim=0)  # (B, T, V): log sum w p
+        logits = self.mix(torch.stack([out.logits.float().log_softmax(-1) for out in outputs]))  # (B, T, V)
         loss = None
         if labels is not None:
             loss = self.loss_function(logits, labels, vocab_size=logits.shape[-1], **kwargs)
         new_cache = EnsembleCache([out.cache for out in outputs]) if use_cache and outputs[0].cache is not None \
             else None
         return CausalLMOutputWithPast(loss=loss, logits=logits, cache=new_cache)
+
+    def mix(self, logprobs: torch.Tensor) -> torch.Tensor:
+        """The members' log-probabilities (K, ...) -> the ensemble's (...): log sum_k w_k p_k."""
+        log_weights = self.log_weights.view(-1, *[1] * (logprobs.dim() - 1))
+        return torch.logsumexp(logprobs + log_weights, dim=0)
 
     def save_pretrained(self, folder: str, **kwargs) -> None:
         """The folder that names the members (no weights), with the tokenizer, generation config and a card."""

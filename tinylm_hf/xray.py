@@ -6,6 +6,7 @@ demo. Any model this project trains or loads, at any snapshot of its training ru
     next_token(model, tokenizer, prompt, ...)    the next-token distribution, then after temperature, top-k, top-p
     attention(model, tokenizer, text)            the attention weights, (layers, heads, T, T)
     logit_lens(model, tokenizer, text)           the prediction read out after every layer (through the final norm)
+    members(ensemble, tokenizer, text)           an ensemble's members side by side: surprisal, where they disagree
 
 From a terminal: `tinylm xray MODEL "some text"` (tokens and surprisal in colour, the next-token
 top-k; `--step N` for a snapshot). Imports no Trainer. The model runs in eval mode without gradients; every figure comes from the model's standard
@@ -79,7 +80,11 @@ def surprisal(model, tokenizer, text: str, top_k: int = 5) -> dict:
     model.eval()
     ids = _ids(model, tokenizer, text)
     logprobs = model(ids).logits[0, :-1].float().log_softmax(-1)  # (T - 1, V): the prediction of token t + 1
-    targets = ids[0, 1:]
+    return _surprisal(tokenizer, logprobs, ids[0, 1:], top_k)
+
+
+def _surprisal(tokenizer, logprobs: torch.Tensor, targets: torch.Tensor, top_k: int) -> dict:
+    """`surprisal`'s figures from the log-probabilities (T - 1, V) of the text's tokens after the first."""
     chosen = logprobs.gather(1, targets[:, None])[:, 0]
     ranks = (logprobs > chosen[:, None]).sum(-1) + 1
     rows = [{"id": int(t), "text": _piece(tokenizer, int(t)), "bits": float(-lp / math.log(2)), "rank": int(r),
@@ -117,6 +122,30 @@ def next_token(model, tokenizer, prompt: str, temperature: float = 1.0, top_k: i
         stages.append({"name": name, "top": _top(tokenizer, probs, n), "kept": int((probs > 0).sum()),
                        "cut": int(cut.sum()), "cut_top": _top(tokenizer, cut_probs, n), "probs": probs})
     return {"prompt_tokens": ids.shape[1], "stages": stages}
+
+
+@torch.no_grad()
+def members(ensemble, tokenizer, text: str, top_k: int = 5, most: int = 3) -> dict:
+    """An ensemble (`tinylm_hf.ensemble.Ensemble`) on a text, member by member: each member's `surprisal` and the
+    ensemble's, and before each token how much the members disagree about it: the weighted Jensen-Shannon divergence
+    of their next-token distributions, sum_k w_k KL(p_k || p), in bits (p = sum_k w_k p_k, the ensemble's; 0 where
+    they agree, at most log2 K). `most`: the positions where they disagree most (by more than 1e-4 bits), largest
+    first."""
+    ensemble.eval()
+    ids = _ids(ensemble, tokenizer, text)
+    targets = ids[0, 1:]
+    logprobs = torch.stack([m(ids).logits[0, :-1].float().log_softmax(-1) for m in ensemble.members])  # (K, T-1, V)
+    mixed = ensemble.mix(logprobs)  # (T - 1, V)
+    weights = ensemble.log_weights.exp()
+
+    def entropy(lp):  # in nats, over the last dimension (0 log 0 = 0)
+        return -(lp.exp() * lp).nan_to_num(nan=0.0).sum(-1)
+
+    divergence = (entropy(mixed) - (weights[:, None] * entropy(logprobs)).sum(0)).clamp(min=0) / math.log(2)
+    order = divergence.argsort(descending=True)[:most]
+    return {"members": [_surprisal(tokenizer, lp, targets, top_k) for lp in logprobs],
+            "ensemble": _surprisal(tokenizer, mixed, targets, top_k), "weights": weights.tolist(),
+            "divergence": divergence.tolist(), "most": [int(i) for i in order if divergence[i] > 1e-4]}
 
 
 def attention_shape(config) -> tuple[int, int]:

@@ -45,21 +45,31 @@ def tokens_html(cut: dict, text: str) -> str:
             f"token{beyond}</div><div {BOX}>{''.join(spans)}</div>")
 
 
+RED = (239, 68, 68)
+PURPLE = (147, 51, 234)
+
+
+def _surprisal_span(t: dict, css_class: str, color: str | None = None, note: str = "") -> str:
+    """One token of `xray.surprisal`, shaded white (expected) to red (8+ bits) unless `color` is given; its bits,
+    rank and the model's top choices in the tooltip."""
+    alternatives = ", ".join(f"{a['text']!r} {a['p']:.0%}" for a in t["top"])
+    tip = _tip(f"{t['bits']:.2f} bits", note, f"rank {t['rank']}", f"model's top: {alternatives}")
+    return (f"<span class='{css_class}' style='background:{color or _rgba(RED, t['bits'] / 8)};padding:1px 1px' "
+            f"title='{tip}'>{_esc(t['text'])}</span>")
+
+
 def surprisal_html(now: dict, before: dict | None = None, label: str = "", before_label: str = "") -> str:
     """Each token coloured by its surprisal (`xray.surprisal`: white = expected, red = surprising), or with
     `before` (the same text at another step) by the change: green = easier to predict now, red = harder."""
     spans = []
     for i, t in enumerate(now["tokens"]):
-        alternatives = ", ".join(f"{a['text']!r} {a['p']:.0%}" for a in t["top"])
-        tip = [f"{t['bits']:.2f} bits", f"rank {t['rank']}", f"model's top: {alternatives}"]
         if before is None:
-            color = _rgba((239, 68, 68), t["bits"] / 8)
+            spans.append(_surprisal_span(t, "xray-surprisal"))
         else:
             change = before["tokens"][i]["bits"] - t["bits"]  # > 0: easier now
-            color = _rgba((34, 197, 94) if change > 0 else (239, 68, 68), abs(change) / 4)
-            tip.insert(1, f"{before['tokens'][i]['bits']:.2f} bits at {before_label}")
-        spans.append(f"<span class='xray-surprisal' style='background:{color};padding:1px 1px' title='{_tip(*tip)}'>"
-                     f"{_esc(t['text'])}</span>")
+            spans.append(_surprisal_span(t, "xray-surprisal", _rgba((34, 197, 94) if change > 0 else RED,
+                                                                    abs(change) / 4),
+                                         f"{before['tokens'][i]['bits']:.2f} bits at {before_label}"))
     head = f"<b>{label}</b>: mean {now['mean_bits']:.2f} bits per token (loss {now['loss']:.3f})"
     if before is not None:
         head += (f" · <b>{before_label}</b>: {before['mean_bits']:.2f} bits per token · green: easier to predict "
@@ -137,3 +147,33 @@ def logit_lens_html(lens: dict, limit: int = 48) -> str:
             f"the head), under each token of the text; green: the probability of the model's final choice; top row: "
             f"the model's output</div>{_table(labels, rows)}")
 
+
+
+def members_html(view: dict, names: list[str]) -> str:
+    """An ensemble's members side by side (`xray.members`): a line per member and one for the ensemble, each token
+    shaded by its surprisal; then the members' disagreement before each token (purple: the Jensen-Shannon divergence
+    of their next-token distributions), the positions where they disagree most outlined, numbered and listed with
+    each member's first choices there."""
+    lines = []
+    for name, row, weight in [*zip(names, view["members"], view["weights"]), ("ensemble", view["ensemble"], None)]:
+        spans = "".join(_surprisal_span(t, "xray-member-token") for t in row["tokens"])
+        label = f"<b>{_esc(name)}</b>" + (f" (weight {weight:.2f})" if weight is not None else "")
+        lines.append(f"<div class='xray-member'>{label}: {row['mean_bits']:.2f} bits per token</div>"
+                     f"<div {BOX}>{spans}</div>")
+    marks = {i: n for n, i in enumerate(view["most"], 1)}
+    top = max(view["divergence"], default=0.0) or 1.0
+    spans = []
+    for i, (t, d) in enumerate(zip(view["ensemble"]["tokens"], view["divergence"])):
+        outline = "outline:2px solid #7e22ce;" if i in marks else ""
+        number = f"<sup style='color:#7e22ce'>{marks[i]}</sup>" if i in marks else ""
+        spans.append(f"<span class='xray-disagreement' style='background:{_rgba(PURPLE, d / top)};{outline}"
+                     f"padding:1px 1px' title='{_tip(f'{d:.3f} bits of disagreement before this token')}'>"
+                     f"{_esc(t['text'])}</span>{number}")
+    most = "".join(
+        f"<li class='xray-disagrees'>before {_esc(repr(view['ensemble']['tokens'][i]['text']))} "
+        f"({view['divergence'][i]:.2f} bits): "
+        + "; ".join(f"{_esc(name)}: " + _esc(", ".join(f"{a['text']!r} {a['p']:.0%}" for a in row["tokens"][i]["top"][:2]))
+                    for name, row in zip(names, view["members"])) + "</li>"
+        for i in view["most"])
+    return ("".join(lines) + "<div><b>where the members disagree</b> (before each token: the divergence of their "
+            "next-token distributions; darker: more)</div>" + f"<div {BOX}>{''.join(spans)}</div><ol>{most}</ol>")

@@ -1,7 +1,9 @@
 """tinylm export {onnx,web,gguf} MODEL OUT (or python -m tinylm_hf.export): see tinylm_hf/export/__init__.py."""
 
 import argparse
+import os
 
+from ..ensemble import is_ensemble, read_config, resolve_members
 from ..errors import UserError, run_cli
 from ..hub import local_folder
 from . import __doc__ as DOC
@@ -33,7 +35,8 @@ def main(argv: list[str]) -> None:
     onnx.add_argument("--quantize", choices=["q8", "q4"], action="append", help="also write 8-bit weights "
                       "(onnx/model_quantized.onnx) or 4-bit ones (onnx/model_q4.onnx), transformers.js's dtype q8 / "
                       "q4; give it twice for both")
-    web = formats.add_parser("web", help="the ONNX folder plus a page that runs it in the browser (transformers.js)")
+    web = formats.add_parser("web", help="the ONNX folder plus a page that runs it in the browser (transformers.js); "
+                             "an ensemble folder: each member's, and a page that averages them")
     web.add_argument("--offline", action="store_true",
                      help="copy transformers.js and ONNX Runtime Web into the folder: the page fetches nothing else")
     web.add_argument("--npm", metavar="DIR", help="with --offline: a folder whose node_modules/ holds "
@@ -67,7 +70,11 @@ def main(argv: list[str]) -> None:
         from .web import web_folder
 
         web_folder(args.model, args.out, args.offline, args.npm)
-        checked(args.model, args.out)
+        if is_ensemble(args.model):  # each member's graphs, checked in its own folder
+            for i, (member, _) in enumerate(resolve_members(read_config(args.model)["members"], args.model), 1):
+                checked(member, os.path.join(args.out, f"member-{i}"))
+        else:
+            checked(args.model, args.out)
     elif args.format == "gguf":
         needs("gguf")
         from .gguf import write_gguf
