@@ -19,7 +19,9 @@ set of token files shared by every run, trained before the clocks start). The ru
 
 `--assisted` measures the draft model of the demo's `--draft` (transformers' assisted decoding,
 `generate(assistant_model=...)`): new tokens per second at batch 1, greedy, fp32, every thread, on the openings of
-validation stories, the target alone and with the draft, and whether the tokens are the same (they must be).
+validation stories, the target alone, the draft alone, and the target with the draft drafting 20 tokens a turn
+(transformers' default) or 5; how many new tokens each forward pass of the target brings, and whether the tokens
+are the target's own (they must be).
 Writes `ensemble_assisted.json`.
 
 Every model is scored by one function (`tinylm_hf.training.ensemble.score`) over every window of the validation
@@ -71,9 +73,16 @@ ASSISTED_OPENING = 24  # tokens of each opening
 ASSISTED_NEW = 128  # new tokens each, end of text or not
 
 
+DRAFTING = {  # the draft's generation config in each run: transformers' defaults, then fewer tokens a turn
+    "with the draft, 20 tokens a turn (transformers' default)": {"num_assistant_tokens": 20,
+                                                                 "assistant_confidence_threshold": 0.4},
+    "with the draft, 5 tokens a turn": {"num_assistant_tokens": 5, "assistant_confidence_threshold": 0.0}}
+
+
 @torch.no_grad()
 def assisted(target_dir: str, draft_dir: str, valid_file: str) -> list[dict]:
-    """The target generating alone and with the draft: new tokens/s over the same prompts, and the same tokens?"""
+    """The target generating alone and with the draft (as DRAFTING says), and the draft alone: new tokens/s over the
+    same prompts, new tokens per forward pass of the target, and whether the tokens are the target's own."""
     from tinylm_hf.ensemble import same_tokenizer
     from tinylm_hf.loading import load_model
     from tinylm_hf.tokenizer import load_tokenizer
@@ -87,22 +96,28 @@ def assisted(target_dir: str, draft_dir: str, valid_file: str) -> list[dict]:
                [:, :ASSISTED_OPENING] for s in stories[:ASSISTED_PROMPTS]]
     settings = dict(max_new_tokens=ASSISTED_NEW, min_new_tokens=ASSISTED_NEW, do_sample=False,
                     pad_token_id=tokenizer.pad_token_id)
-    target.generate(prompts[0], **settings)  # warm both once
-    target.generate(prompts[0], assistant_model=draft, **settings)
-    seconds, outputs = {}, {}
-    for name, extra in (("alone", {}), ("with the draft", {"assistant_model": draft})):
+    calls = []
+    target.register_forward_hook(lambda module, args, output: calls.append(1))
+    runs = [("alone", target, {}, {}), ("the draft alone", draft, {}, {}),
+            *((name, target, {"assistant_model": draft}, drafting) for name, drafting in DRAFTING.items())]
+    new, rows, alone = len(prompts) * ASSISTED_NEW, [], None
+    for name, model, extra, drafting in runs:
+        for key, value in drafting.items():
+            setattr(draft.generation_config, key, value)
+        model.generate(prompts[0], **settings, **extra)  # warm once
+        calls.clear()
         start = time.perf_counter()
-        outputs[name] = [target.generate(ids, **settings, **extra)[0].tolist() for ids in prompts]
-        seconds[name] = time.perf_counter() - start
-    new = len(prompts) * ASSISTED_NEW
-    same = outputs["alone"] == outputs["with the draft"]
-    alone, drafted = new / seconds["alone"], new / seconds["with the draft"]
-    print(f"assisted decoding: {alone:.0f} new tokens/s alone, {drafted:.0f} with the draft ({drafted / alone:.2f}x), "
-          f"the same tokens: {same}", flush=True)
-    return [{"run": run, "target parameters": target.num_parameters(), "draft parameters":
-             draft.num_parameters() if run != "alone" else None, "new tokens": new,
-             "tokens_per_s": round(new / seconds[run]), "speed-up": round(seconds["alone"] / seconds[run], 2),
-             "same tokens": same} for run in ("alone", "with the draft")]
+        outputs = [model.generate(ids, **settings, **extra)[0].tolist() for ids in prompts]
+        rate = new / (time.perf_counter() - start)
+        alone = alone or (rate, outputs)
+        rows.append({"run": name, "parameters": model.num_parameters(), "new tokens": new, "tokens_per_s": round(rate),
+                     "speed-up": round(rate / alone[0], 2) if model is target else None,
+                     "new tokens per target pass": round(new / len(calls), 2) if model is target else None,
+                     "same tokens": outputs == alone[1] if model is target else None})
+        same = rows[-1]["same tokens"]
+        against = f" ({rate / alone[0]:.2f}x, the target's tokens: {same})" if model is target else ""
+        print(f"{name}: {rate:.0f} new tokens/s{against}", flush=True)
+    return rows
 
 
 def train_pair(work: str, minutes: float, data_args, limit: int | None, env: dict) -> tuple[str, str]:
