@@ -290,11 +290,11 @@ class Demo:
             layers, heads = xray.attention_shape(inside.config)
             layer, head = int(clamp(layer, 1, layers, 1)) - 1, int(clamp(head, 1, heads, 1)) - 1
             before = None if compare in (None, "", "none") else xray.surprisal(self.model_at(compare), self.tokenizer, text)
-            now = xray.surprisal(model, self.tokenizer, text)
+            members = xray.members(model, self.tokenizer, text) if self.members else None
+            now = members["ensemble"] if members else xray.surprisal(model, self.tokenizer, text)  # (run once)
             following = xray.next_token(model, self.tokenizer, text, temperature, top_k, top_p)
             weights = xray.attention(inside, self.tokenizer, text)
             lens = xray.logit_lens(inside, self.tokenizer, text)
-            members = xray.members(model, self.tokenizer, text) if self.members else None
         drawn = following["stages"][-1]["top"]
         patch_size = c.patch_size if isinstance(c, MegabyteConfig) else None
         cut = xray.tokens(self.tokenizer, text, self.context - 1, patch_size)

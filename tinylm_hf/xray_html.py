@@ -148,7 +148,6 @@ def logit_lens_html(lens: dict, limit: int = 48) -> str:
             f"the model's output</div>{_table(labels, rows)}")
 
 
-
 def members_html(view: dict, names: list[str]) -> str:
     """An ensemble's members side by side (`xray.members`): a line per member and one for the ensemble, each token
     shaded by its surprisal; then the members' disagreement before each token (purple: the Jensen-Shannon divergence
@@ -169,11 +168,13 @@ def members_html(view: dict, names: list[str]) -> str:
         spans.append(f"<span class='xray-disagreement' style='background:{_rgba(PURPLE, d / top)};{outline}"
                      f"padding:1px 1px' title='{_tip(f'{d:.3f} bits of disagreement before this token')}'>"
                      f"{_esc(t['text'])}</span>{number}")
+    def choices(row: dict, i: int) -> str:  # a member's first two choices before token i
+        return _esc(", ".join(f"{a['text']!r} {a['p']:.0%}" for a in row["tokens"][i]["top"][:2]))
+
     most = "".join(
         f"<li class='xray-disagrees'>before {_esc(repr(view['ensemble']['tokens'][i]['text']))} "
         f"({view['divergence'][i]:.2f} bits): "
-        + "; ".join(f"{_esc(name)}: " + _esc(", ".join(f"{a['text']!r} {a['p']:.0%}" for a in row["tokens"][i]["top"][:2]))
-                    for name, row in zip(names, view["members"])) + "</li>"
+        + "; ".join(f"{_esc(name)}: {choices(row, i)}" for name, row in zip(names, view["members"])) + "</li>"
         for i in view["most"])
     return ("".join(lines) + "<div><b>where the members disagree</b> (before each token: the divergence of their "
             "next-token distributions; darker: more)</div>" + f"<div {BOX}>{''.join(spans)}</div><ol>{most}</ol>")

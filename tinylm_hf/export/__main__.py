@@ -3,7 +3,6 @@
 import argparse
 import os
 
-from ..ensemble import is_ensemble, read_config, resolve_members
 from ..errors import UserError, run_cli
 from ..hub import local_folder
 from . import __doc__ as DOC
@@ -69,11 +68,10 @@ def main(argv: list[str]) -> None:
         needs("onnxruntime", "onnxscript")
         from .web import web_folder
 
-        web_folder(args.model, args.out, args.offline, args.npm)
-        if is_ensemble(args.model):  # each member's graphs, checked in its own folder
-            for i, (member, _) in enumerate(resolve_members(read_config(args.model)["members"], args.model), 1):
-                checked(member, os.path.join(args.out, f"member-{i}"))
-        else:
+        report = web_folder(args.model, args.out, args.offline, args.npm)
+        for i, member in enumerate(report.get("members", []), 1):  # an ensemble: each member checked in its folder
+            checked(member["model"], os.path.join(args.out, f"member-{i}"))
+        if "members" not in report:
             checked(args.model, args.out)
     elif args.format == "gguf":
         needs("gguf")

@@ -119,7 +119,7 @@ def write_page(folder: str, models: list, name: str, runtime: dict[str, str] | N
 def web_folder(model_dir: str, out_dir: str, offline: bool = False, npm_dir: str | None = None, log=print) -> dict:
     """The ONNX folder of `model_dir` (fp32, 8-bit and 4-bit) with the page, at `out_dir`; returns the ONNX
     check's figures. An ensemble folder: each member's ONNX folder in `out_dir`/member-K and one page over them
-    (the figures: {"members": each member's})."""
+    (the figures: {"members": each member's, with "model", the member's own folder})."""
     for file in ("index.html", "app.js"):  # before the export's minutes, not after
         shipped(os.path.join(PAGE, file))
     runtime = runtime_files(npm_dir or npm_install()) if offline else None
@@ -130,8 +130,8 @@ def web_folder(model_dir: str, out_dir: str, offline: bool = False, npm_dir: str
             models, names, reports = [], [], []
             for i, (path, _) in enumerate(resolve_members(config["members"], model_dir), 1):
                 names.append(f"member-{i}")
-                reports.append(onnx_folder(path, os.path.join(tmp, names[-1]), quantize=["q4", "q8"], log=log,
-                                           also=lambda folder, model: models.append(model)))
+                reports.append({"model": path, **onnx_folder(path, os.path.join(tmp, names[-1]), quantize=["q4", "q8"],
+                                                             log=log, also=lambda folder, model: models.append(model))})
             write_page(tmp, models, name, runtime, names, config["weights"])
         report = {"members": reports}
     else:
